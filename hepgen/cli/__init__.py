@@ -1,0 +1,1 @@
+"""The ``hepgen`` command line."""

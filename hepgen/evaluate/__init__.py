@@ -1,0 +1,1 @@
+"""Evaluations: compare generated with reference samples and write metrics, plots and a report."""

@@ -1,0 +1,1 @@
+"""Generative models: ``blocks`` holds reusable layers, ``assemblies`` the task models."""

@@ -1,0 +1,1 @@
+"""Task models assembled from blocks (jet, shower and event generators)."""

@@ -1,0 +1,1 @@
+"""Reusable network building blocks (attention, EPiC, flows, time embeddings, losses)."""

@@ -1,0 +1,1 @@
+"""Reference producers: the expensive simulators the surrogates learn from."""

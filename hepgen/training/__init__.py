@@ -1,0 +1,1 @@
+"""Training: Lightning modules and callbacks, kept apart from the networks."""

@@ -1,0 +1,1 @@
+"""Fitted, invertible preprocessing (fit / transform / inverse_transform, serialisable)."""

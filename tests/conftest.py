@@ -1,0 +1,37 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures" / "jetnet"
+
+
+@pytest.fixture(scope="session")
+def fixture_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def top_jets():
+    """Two independent samples of Pythia top jets (150 particles), simulated once per session."""
+    from hepgen.simulate.jets import generate_jets
+
+    a = generate_jets("t", 600, 150, seed=21, workers=1, progress=False)
+    b = generate_jets("t", 600, 150, seed=22, workers=1, progress=False)
+    return a, b
+
+
+@pytest.fixture(scope="session")
+def jets_by_type():
+    from hepgen.simulate.jets import generate_jets
+
+    n = {"t": 1500, "w": 400, "z": 400, "g": 300, "q": 300}
+    return {t: generate_jets(t, k, 30, seed=5, workers=1, progress=False) for t, k in n.items()}
+
+
+def distorted(pf: np.ndarray, scale: float = 1.1) -> np.ndarray:
+    """A 'generated' sample: real jets with ptrel and etarel scaled."""
+    out = pf.copy()
+    out[..., 2] *= scale
+    out[..., 0] *= scale
+    return out

@@ -1,0 +1,118 @@
+"""The hepgen command as a user runs it: real runs on tiny files and bad input."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from hepgen.cli.main import main
+
+HEPGEN = str(Path(sys.executable).parent / "hepgen")
+
+
+def run(*args):
+    return subprocess.run([HEPGEN, *args], capture_output=True, text=True)
+
+
+def test_help_lists_commands():
+    r = run("--help")
+    assert r.returncode == 0
+    for cmd in ("data", "evaluate", "bench"):
+        assert cmd in r.stdout
+
+
+def test_data_jets_writes_reproducible_jetnet_file(tmp_path):
+    args = ["data", "jets", "--jet-type", "t", "--num-particles", "30", "--num-jets", "120", "--seed", "11"]
+    r1 = run(*args, "--out", str(tmp_path / "a.h5"), "--workers", "1")
+    assert r1.returncode == 0, r1.stderr
+    assert "wrote 120 t jets" in r1.stdout
+    r2 = run(*args, "--out", str(tmp_path / "b.h5"), "--no-progress")
+    assert r2.returncode == 0, r2.stderr
+    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
+    with h5py.File(tmp_path / "a.h5") as f:
+        assert f["particle_features"].shape == (120, 30, 4)
+        assert f["jet_features"].shape == (120, 4)
+        assert f["particle_features"].dtype == np.float32
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, fixture_dir):
+    out = tmp_path_factory.mktemp("eval") / "report"
+    r = run("evaluate", "jets", "--real", str(fixture_dir / "t150.hdf5"), "--gen", str(fixture_dir / "t150.hdf5"),
+            "--truth-floor", str(fixture_dir / "t150.hdf5"), "--out", str(out), "--num-eval-samples", "2000")
+    assert r.returncode == 0, r.stderr
+    return out, r.stdout
+
+
+def test_evaluate_writes_metrics_report_and_plots(report):
+    out, stdout = report
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("w1m", "w1p", "w1efp", "fpd", "kpd"):
+        assert set(metrics[key]) == {"value", "error"}
+        assert np.isfinite(metrics[key]["value"])
+    assert all(set(v) == {"value", "error"} for v in metrics.values())
+    html = (out / "report.html").read_text()
+    for png in ("mass.png", "pt.png", "multiplicity.png", "etarel.png", "phirel.png", "ptrel.png", "efp_0.png"):
+        assert (out / png).stat().st_size > 1000
+        assert png in html
+    assert "truth floor" in html and (out / "truth_floor.json").exists()
+    assert "W1M ×10³" in stdout and "FPD ×10⁴" in stdout
+    assert f"report: {out / 'report.html'}" in stdout
+
+
+def test_identical_samples_give_near_zero_metrics(report):
+    metrics = json.loads((report[0] / "metrics.json").read_text())
+    assert metrics["fpd"]["value"] < 1e-3
+    assert abs(metrics["kpd"]["value"]) < 3 * metrics["kpd"]["error"] + 1e-6
+
+
+def _bad_file(path, pf=None, jf=None):
+    with h5py.File(path, "w") as f:
+        if pf is not None:
+            f["particle_features"] = pf
+        if jf is not None:
+            f["jet_features"] = jf
+    return str(path)
+
+
+def _expect_error(capsys, argv, *fragments):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert err.count("\n") == 0 and err.startswith("hepgen: error:"), err
+    for frag in fragments:
+        assert frag in err, err
+    return err
+
+
+def test_bad_inputs_give_one_line_and_keep_existing_output(tmp_path, fixture_dir, capsys):
+    real = str(fixture_dir / "t150.hdf5")
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "metrics.json").write_text("old")
+    keep = tmp_path / "keep.h5"
+    keep.write_bytes(b"old data")
+
+    nan = np.zeros((4, 150, 4), np.float32)
+    nan[1, 0, 0] = np.nan
+    cases = [
+        (["evaluate", "jets", "--real", str(tmp_path / "missing.h5"), "--gen", real, "--out", str(out)], "--real", "missing.h5", "no such file"),
+        (["evaluate", "jets", "--real", real, "--gen", _bad_file(tmp_path / "k.h5", pf=np.zeros((4, 150, 4), np.float32)), "--out", str(out)], "--gen", "missing dataset"),
+        (["evaluate", "jets", "--real", real, "--gen", _bad_file(tmp_path / "s.h5", np.zeros((4, 150, 3), np.float32), np.zeros((4, 4))), "--out", str(out)], "--gen", "(N, P, 4)"),
+        (["evaluate", "jets", "--real", real, "--gen", _bad_file(tmp_path / "n.h5", nan, np.zeros((4, 4))), "--out", str(out)], "--gen", "NaN or inf"),
+        (["evaluate", "jets", "--real", real, "--gen", str(fixture_dir / "t.hdf5"), "--out", str(out)], "--gen", "30 particles per jet but --real has 150"),
+        (["data", "jets", "--jet-type", "x", "--num-jets", "10", "--out", str(keep)], "--jet-type"),
+        (["data", "jets", "--jet-type", "t", "--num-jets", "0", "--out", str(keep)], "--num-jets must be positive"),
+        (["data", "jets", "--jet-type", "t", "--num-jets", "10", "--out", str(tmp_path / "no" / "x.h5")], "--out", "does not exist"),
+        (["evaluate", "jets", "--real", real, "--gen", real, "--out", str(out), "--bogus"], "--bogus"),
+    ]
+    for argv, *fragments in cases:
+        _expect_error(capsys, argv, *fragments)
+    assert (out / "metrics.json").read_text() == "old"
+    assert keep.read_bytes() == b"old data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["report", "keep.h5", "k.h5", "s.h5", "n.h5"])
