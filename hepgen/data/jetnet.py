@@ -75,9 +75,12 @@ class JetSample:
             )
         if num_particles == self.num_particles:
             return self
-        jf = self.jet_features.copy()
-        jf[:, 3] = np.minimum(jf[:, 3], num_particles)
-        return JetSample(self.particle_features[:, :num_particles], jf, self.jet_type, self.source)
+        return JetSample(
+            self.particle_features[:, :num_particles],
+            _cap_num_particles(self.jet_features, num_particles),
+            self.jet_type,
+            self.source,
+        )
 
     def subset(self, index) -> "JetSample":
         return JetSample(self.particle_features[index], self.jet_features[index], self.jet_type, self.source)
@@ -145,9 +148,15 @@ def read_jets(path: str | os.PathLike, num_particles: int | None = None, jet_typ
         jet_type = stored_type.decode() if isinstance(stored_type, bytes) else str(stored_type)
     validate_jets(pf, jf, name=str(path))
     if num_particles is not None:
-        jf = jf.copy()
-        jf[:, 3] = np.minimum(jf[:, 3], num_particles)
+        jf = _cap_num_particles(jf, num_particles)
     return JetSample(pf, jf, jet_type=jet_type, source=str(path))
+
+
+def _cap_num_particles(jet_features: np.ndarray, num_particles: int) -> np.ndarray:
+    """jet_features with num_particles capped at the truncation, as jetnet's loader does."""
+    jf = jet_features.copy()
+    jf[:, 3] = np.minimum(jf[:, 3], num_particles)
+    return jf
 
 
 def write_jets(sample: JetSample, path: str | os.PathLike, attrs: dict | None = None) -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hepgen.data.jetnet import JetSample, read_jets
-from hepgen.errors import InputFileError, InvalidDataError
+from hepgen.errors import InputFileError, InvalidDataError, OptionError
 from hepgen.metrics.efp import FPD_SET, W1EFP_SET, EFPCalculator
 from hepgen.metrics.jets import SCALES, JetFeatures, jet_metrics, relative_mass
 
@@ -63,13 +63,13 @@ def format_table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def _load(path: Path, role: str) -> JetSample:
+def _load(path: Path, role: str, num_particles: int | None = None) -> JetSample:
     try:
-        return read_jets(path)
+        return read_jets(path, num_particles=num_particles)
     except InputFileError as exc:
         raise InputFileError(f"--{role}: {exc}") from None
-    except InvalidDataError as exc:
-        raise InvalidDataError(f"--{role}: {exc}") from None
+    except (InvalidDataError, OptionError) as exc:
+        raise type(exc)(f"--{role}: {exc}") from None
 
 
 def _jet_observables(features: JetFeatures, efp_names: list[str], efp_cols: list[int]) -> dict[str, np.ndarray]:
@@ -124,19 +124,23 @@ def evaluate_jets(
     truth_floor_path: str | os.PathLike | None = None,
     seed: int = 0,
     num_eval_samples: int = 50_000,
+    num_particles: int | None = None,
     labels: tuple[str, str] = ("reference", "generated"),
     plots: bool = True,
     echo=print,
 ) -> JetEvaluation:
-    """Compare generated jets with reference jets and write the report folder ``out_dir``."""
+    """Compare generated jets with reference jets and write the report folder ``out_dir``.
+
+    ``num_particles`` truncates every sample to its P hardest particles first.
+    """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputFileError(f"--out: {out_dir} exists and is not a folder")
     if not out_dir.parent.exists():
         raise InputFileError(f"--out: parent folder {out_dir.parent} does not exist")
-    real = _load(Path(real_path), "real")
-    gen = _load(Path(gen_path), "gen")
-    floor = _load(Path(truth_floor_path), "truth-floor") if truth_floor_path else None
+    real = _load(Path(real_path), "real", num_particles)
+    gen = _load(Path(gen_path), "gen", num_particles)
+    floor = _load(Path(truth_floor_path), "truth-floor", num_particles) if truth_floor_path else None
     for other, role in ((gen, "gen"), (floor, "truth-floor")):
         if other is not None and other.num_particles != real.num_particles:
             raise InvalidDataError(
@@ -144,7 +148,7 @@ def evaluate_jets(
                 "compare samples with the same number of particles"
             )
 
-    calc = EFPCalculator(*FPD_SET)
+    calc = EFPCalculator(*FPD_SET, progress=True)
     echo(f"computing EFPs of {len(real)} + {len(gen)}{f' + {len(floor)}' if floor else ''} jets ...")
     f_real = JetFeatures.from_particle_features(real.particle_features, calc)
     f_gen = JetFeatures.from_particle_features(gen.particle_features, calc)

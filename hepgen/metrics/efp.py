@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from hepgen.device import default_device
 from hepgen.errors import InvalidDataError
 
 #: The EFPs of ``jetnet.evaluation.w1efp`` (n = 4 vertices, d = 4 edges, connected).
@@ -60,7 +61,13 @@ class EFPCalculator:
     >>> efps = calc(jets)            # (N, 36), equal to jetnet.utils.efps(jets, [("d<=", 4)])
     """
 
-    def __init__(self, *efpset_args, batch_size: int | None = None, device: str | torch.device | None = None):
+    def __init__(
+        self,
+        *efpset_args,
+        batch_size: int | None = None,
+        device: str | torch.device | None = None,
+        progress: bool = False,
+    ):
         import opt_einsum
 
         self.efpset = efp_set(*(tuple(a) for a in efpset_args))
@@ -69,7 +76,8 @@ class EFPCalculator:
         self._exprs = [_batched_expr(e) for e in self._connected]
         self._contract = opt_einsum.contract
         self.batch_size = batch_size
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.progress = progress
+        self.device = torch.device(device) if device is not None else default_device()
 
     def __len__(self) -> int:
         return len(self.graphs)
@@ -82,7 +90,10 @@ class EFPCalculator:
         batch = self._auto_batch(jets.shape[1])
         out = np.empty((len(jets), len(self._connected)), dtype=np.float64)
         weights_needed = sorted({w for e in self._connected for w in e.weights})
-        for start in range(0, len(jets), batch):
+        from tqdm.auto import tqdm
+
+        starts = range(0, len(jets), batch)
+        for start in tqdm(starts, desc="EFPs", unit="batch", disable=not self.progress or len(starts) < 2, leave=False):
             chunk = torch.as_tensor(jets[start : start + batch, :, :3], dtype=torch.float64, device=self.device)
             eta, phi, z = chunk[..., 0], chunk[..., 1], chunk[..., 2]
             # energyflow's hadr measure drops nothing: padded particles carry z = 0

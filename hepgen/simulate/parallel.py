@@ -78,7 +78,7 @@ def _run_dask(func, tasks, weights, workers, scheduler, bar) -> list[Any]:
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: never collide with a running cluster
             silence_logs=logging.ERROR,
         )
         client = Client(cluster)
