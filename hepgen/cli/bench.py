@@ -22,3 +22,24 @@ def metrics(
 
     report = run_metrics_bench(num_jets, particles, data_dir, out, jetnet_jobs=jetnet_jobs, echo=typer.echo)
     typer.echo(report)
+
+
+@app.command("jets")
+def jets(
+    models: list[str] = typer.Option(None, "--model", help="Shipped model or run folder [default: all shipped]."),
+    test: Path = typer.Option(Path("data/t30_test.h5"), "--test", help="Test jets (Pythia)."),
+    train: Path = typer.Option(Path("data/t30_train.h5"), "--train", help="Training jets (for the truth floor)."),
+    num_jets: int = typer.Option(50_000, "--num-jets", help="Generated jets per model."),
+    batch_size: int = typer.Option(10_000, "--batch-size", help="Batch size of the timed sampling."),
+    few_step: bool = typer.Option(True, "--few-step/--no-few-step", help="Solver x steps table for flow models."),
+    out: Path = typer.Option(Path("bench-results"), "--out", help="Folder for jets_bench.md/.json."),
+) -> None:
+    """Thesis table (W1M, W1P, W1EFP, KPD, FPD, µs per jet, parameters) with the truth floor and Pythia."""
+    from hepgen.bench.jets import run_jets_bench
+    from hepgen.shipped import shipped_models
+
+    names = list(models) if models else [n for n in shipped_models() if n.endswith("/t30")]
+    grid = [(m, s) for m in ("euler", "midpoint", "rk4") for s in (4, 8, 16, 32)] + [("midpoint", 100)]
+    report = run_jets_bench(names, test, train, out, num_jets, batch_size, few_step=grid if few_step else None,
+                            echo=typer.echo)
+    typer.echo(report)

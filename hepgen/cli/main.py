@@ -14,6 +14,7 @@ import typer
 from hepgen.cli.bench import app as bench_app
 from hepgen.cli.data import app as data_app
 from hepgen.cli.evaluate import app as evaluate_app
+from hepgen.cli.models import models, sample, train
 from hepgen.errors import HepgenError
 
 app = typer.Typer(
@@ -26,6 +27,9 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(bench_app, name="bench")
+app.command("train")(train)
+app.command("sample")(sample)
+app.command("models")(models)
 
 
 @app.callback(invoke_without_command=True)

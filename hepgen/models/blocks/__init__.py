@@ -1,1 +1,13 @@
-"""Reusable network building blocks (attention, EPiC, flows, time embeddings, losses)."""
+"""Reusable network building blocks.
+
+=================  ==========================================================
+``mean_field``     MDMA mean-field attention block and body
+``epic``           EPiC layer (particles + global vector)
+``transformer``    masked transformer encoder block, class token
+``embeddings``     cosine and random-Fourier time embeddings
+``gan``            LSGAN / WGAN-GP losses, gradient penalty, mean-field matching,
+                   weight normalisation
+``cfm``            conditional flow matching (torchcfm) and ODE solvers (torchdiffeq)
+``flows``          RQS coupling flows (zuko)
+=================  ==========================================================
+"""

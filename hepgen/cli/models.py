@@ -1,0 +1,65 @@
+"""``hepgen train``, ``hepgen sample``, ``hepgen models``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def train(
+    model: str = typer.Argument(..., help="Model name, e.g. mdma-gan, mdma-flow, epic-gan, tgan."),
+    data: Path = typer.Option(..., "--data", help="Training jets (JetNet-layout HDF5)."),
+    out: Path = typer.Option(..., "--out", help="Run folder to create (config, transforms, checkpoints, weights)."),
+    config: Path = typer.Option(None, "--config", help="YAML overriding sections network/training/sampler."),
+    max_epochs: int = typer.Option(None, "--max-epochs", help="Stop after this many epochs."),
+    max_time: float = typer.Option(None, "--max-time", help="Stop after this many minutes."),
+    num_particles: int = typer.Option(None, "--num-particles", help="Truncate the data to P particles (e.g. 30)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+) -> None:
+    """Train a generative model; the run folder then samples with `hepgen sample RUN_DIR`."""
+    from hepgen.training.run import train_jet_model
+
+    run = train_jet_model(model, data, out, config, max_epochs, max_time, num_particles, seed, resume)
+    typer.echo(f"run folder: {run}")
+
+
+def sample(
+    model: str = typer.Argument(..., help="A run folder or a shipped model (see `hepgen models`)."),
+    num: int = typer.Option(..., "--num", help="Number of jets."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same file."),
+    out: Path = typer.Option(..., "--out", help="Output HDF5 file (JetNet layout)."),
+    batch_size: int = typer.Option(10_000, "--batch-size", help="Jets per forward pass."),
+    solver: str = typer.Option(None, "--solver", help="ODE solver of flow-matching models (euler, midpoint, rk4, dopri5)."),
+    steps: int = typer.Option(None, "--steps", help="ODE solver steps of flow-matching models."),
+) -> None:
+    """Sample jets from a trained or shipped model."""
+    import time
+
+    from hepgen.data.jetnet import write_jets
+    from hepgen.errors import OptionError
+    from hepgen.models.registry import load_model
+
+    if batch_size <= 0:
+        raise OptionError(f"--batch-size must be positive, got {batch_size}")
+    if not out.parent.exists():
+        raise OptionError(f"--out: folder {out.parent} does not exist")
+    surrogate = load_model(model)
+    start = time.perf_counter()
+    jets = surrogate.sample(num, seed=seed, batch_size=batch_size, method=solver, steps=steps, progress=True)
+    elapsed = time.perf_counter() - start
+    write_jets(jets, out, attrs={"model": surrogate.cfg["model"], "seed": seed, "relative_jet_features": 1})
+    typer.echo(f"wrote {num} jets to {out} ({1e6 * elapsed / num:.1f} µs per jet)")
+
+
+def models() -> None:
+    """List the trained models shipped with hepgen."""
+    from hepgen.shipped import card, shipped_models
+
+    found = shipped_models()
+    if not found:
+        typer.echo("no shipped models")
+    for name, folder in found.items():
+        info = card(folder)
+        typer.echo(f"{name:20s} {info.get('summary', '')}")

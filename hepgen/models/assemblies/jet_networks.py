@@ -1,0 +1,149 @@
+"""Networks of the jet point-cloud models (seed 000 ch. 5), assembled from blocks.
+
+Every generator maps noise (B, N, 3) and a mask (B, N) to particles (B, N, 3) in the
+preprocessed space; every critic maps particles and mask to (score (B,), summary
+(B, H)); every velocity field maps (t (B,), x_t, mask) to a velocity (B, N, 3).
+Hyperparameter names follow the thesis tables (``l_dim``, ``hidden``, ``heads``,
+``num_blocks``; ``_gen`` for the generator).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hepgen.models.blocks.embeddings import CosineTimeEmbedding
+from hepgen.models.blocks.epic import EPiCLayer
+from hepgen.models.blocks.gan import weight_normalise
+from hepgen.models.blocks.mean_field import MeanFieldBody
+from hepgen.models.blocks.transformer import ClassToken, TransformerBlock
+
+FEATURES = 3
+
+
+def _head(hidden: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+
+
+class MDMAGenerator(nn.Module):
+    """Noise -> alpha -> mean-field blocks -> beta (seed 000 Fig. 5.14 middle)."""
+
+    def __init__(self, l_dim_gen=16, hidden_gen=48, heads_gen=16, num_blocks_gen=7, max_particles=150, **_):
+        super().__init__()
+        self.body = MeanFieldBody(FEATURES, l_dim_gen, hidden_gen, heads_gen, num_blocks_gen, max_particles=max_particles)
+        self.beta = nn.Linear(l_dim_gen, FEATURES)
+
+    def forward(self, z, mask):
+        x, _ = self.body(z, mask)
+        return self.beta(x) * mask[..., None]
+
+
+class MDMACritic(nn.Module):
+    """Same body, MLP on the final mean field; returns (score, mean field). Weight-normalised."""
+
+    def __init__(self, l_dim=16, hidden=64, heads=16, num_blocks=2, max_particles=150, **_):
+        super().__init__()
+        self.body = MeanFieldBody(FEATURES, l_dim, hidden, heads, num_blocks, max_particles=max_particles)
+        self.head = _head(hidden)
+        weight_normalise(self)
+
+    def forward(self, x, mask):
+        _, mean_field = self.body(x, mask)
+        return self.head(mean_field)[:, 0], mean_field
+
+
+class MDMAVelocity(nn.Module):
+    """MDMA-Flow: the blocks see a cosine time embedding (seed 000 Fig. 5.16)."""
+
+    def __init__(self, l_dim=128, hidden=256, heads=16, num_blocks=8, time_dim=16, max_particles=150, norm=True, **_):
+        super().__init__()
+        self.time = CosineTimeEmbedding(time_dim)
+        self.body = MeanFieldBody(
+            FEATURES + time_dim, l_dim, hidden, heads, num_blocks, cond_dim=time_dim, max_particles=max_particles, norm=norm
+        )
+        self.beta = nn.Linear(l_dim, FEATURES)
+
+    def forward(self, t, x, mask, cond=None):
+        temb = self.time(t)
+        inp = torch.cat([x, temb[:, None].expand(-1, x.shape[1], -1)], -1)
+        h, _ = self.body(inp, mask, temb)
+        return self.beta(h) * mask[..., None]
+
+
+class EPiCBody(nn.Module):
+    def __init__(self, in_dim, l_dim, global_dim, hidden, num_layers, max_particles, cond_dim=0):
+        super().__init__()
+        self.max_particles = max_particles
+        self.alpha = nn.Linear(in_dim, l_dim)
+        self.init_global = nn.Linear(2 * l_dim, global_dim)
+        self.layers = nn.ModuleList(
+            EPiCLayer(l_dim, global_dim, hidden, max_particles, cond_dim) for _ in range(num_layers)
+        )
+
+    def forward(self, x, mask, cond=None):
+        m = mask[..., None].to(x.dtype)
+        x = self.alpha(x) * m
+        g = self.init_global(torch.cat([x.sum(1) / m.sum(1).clamp(min=1), x.sum(1) / self.max_particles], -1))
+        for layer in self.layers:
+            x, g = layer(x, g, mask, cond)
+        return x, g
+
+
+class EPiCGenerator(nn.Module):
+    """EPiC-GAN generator (arXiv:2301.08128): particles and a global latent vector."""
+
+    def __init__(self, l_dim_gen=128, global_dim=10, hidden_gen=128, num_blocks_gen=6, max_particles=150, **_):
+        super().__init__()
+        self.body = EPiCBody(FEATURES, l_dim_gen, global_dim, hidden_gen, num_blocks_gen, max_particles)
+        self.beta = nn.Linear(l_dim_gen, FEATURES)
+
+    def forward(self, z, mask):
+        x, _ = self.body(z, mask)
+        return self.beta(x) * mask[..., None]
+
+
+class EPiCCritic(nn.Module):
+    def __init__(self, l_dim=128, global_dim=10, hidden=128, num_blocks=3, max_particles=150, **_):
+        super().__init__()
+        self.body = EPiCBody(FEATURES, l_dim, global_dim, hidden, num_blocks, max_particles)
+        self.head = _head(global_dim)
+        weight_normalise(self)
+
+    def forward(self, x, mask):
+        _, g = self.body(x, mask)
+        return self.head(g)[:, 0], g
+
+
+class TransformerGenerator(nn.Module):
+    """TGAN generator / TNF post-processor: alpha, masked transformer blocks, beta."""
+
+    def __init__(self, l_dim_gen=16, hidden_gen=256, heads_gen=16, num_blocks_gen=4, residual=False, **_):
+        super().__init__()
+        self.residual = residual
+        self.alpha = nn.Linear(FEATURES, l_dim_gen)
+        self.blocks = nn.ModuleList(TransformerBlock(l_dim_gen, hidden_gen, heads_gen) for _ in range(num_blocks_gen))
+        self.beta = nn.Linear(l_dim_gen, FEATURES)
+
+    def forward(self, z, mask):
+        x = self.alpha(z) * mask[..., None]
+        for block in self.blocks:
+            x = block(x, mask)
+        out = self.beta(x)
+        return (z + out if self.residual else out) * mask[..., None]
+
+
+class TransformerCritic(nn.Module):
+    """Transformer critic with a class token (seed 000 Fig. 5.8 right)."""
+
+    def __init__(self, l_dim=16, hidden=256, heads=16, num_blocks=4, **_):
+        super().__init__()
+        self.alpha = nn.Linear(FEATURES, l_dim)
+        self.token = ClassToken(l_dim)
+        self.blocks = nn.ModuleList(TransformerBlock(l_dim, hidden, heads) for _ in range(num_blocks))
+        self.head = _head(l_dim)
+
+    def forward(self, x, mask):
+        h, m = self.token(self.alpha(x), mask)
+        for block in self.blocks:
+            h = block(h, m)
+        return self.head(h[:, 0])[:, 0], h[:, 0]

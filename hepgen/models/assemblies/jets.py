@@ -1,0 +1,246 @@
+"""Jet surrogates: which network each model name uses, its defaults, and sampling.
+
+A :class:`JetSurrogate` is what a run folder (or a shipped model) holds: the config,
+the fitted preprocessing, the multiplicity sampler and the generating network. It
+samples mixed-size clouds in one batch: multiplicities first (KDE), then noise with
+the matching mask, then the network; batches group similar multiplicities to trim
+padding. Output is JetNet particle features, particles sorted by ptrel.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from hepgen.data.jetnet import JetSample
+from hepgen.device import default_device
+from hepgen.errors import InputFileError, OptionError
+from hepgen.metrics.jets import relative_mass
+from hepgen.models.assemblies import jet_networks as nets
+from hepgen.models.blocks.cfm import integrate
+from hepgen.models.multiplicity import MultiplicityKDE
+from hepgen.transforms import JetPreprocessor, load as load_transform
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model name: its family, preprocessing, networks and default hyperparameters."""
+
+    family: str  # "gan" or "cfm"
+    preprocessing: str
+    generator: type | None = None
+    critic: type | None = None
+    velocity: type | None = None
+    network: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    sampler: dict[str, Any] = field(default_factory=dict)
+
+
+_GAN_TRAINING = dict(loss="lsgan", lr=1e-4, lr_gen=1e-4, betas=(0.0, 0.999), weight_decay=0.01, batch_size=256,
+                     critic_steps=1, mean_field_weight=1.0, gp_weight=10.0, ema_decay=0.999, select_every=1,
+                     select_jets=10_000)
+
+MODELS: dict[str, ModelSpec] = {
+    # seed 000 Table 5.4
+    "mdma-gan": ModelSpec(
+        "gan", "standard", nets.MDMAGenerator, nets.MDMACritic,
+        network=dict(heads_gen=16, heads=16, hidden_gen=48, hidden=64, l_dim_gen=16, l_dim=16,
+                     num_blocks_gen=7, num_blocks=2),
+        training=dict(_GAN_TRAINING),
+    ),
+    "mdma-flow": ModelSpec(
+        "cfm", "standard", velocity=nets.MDMAVelocity,
+        network=dict(heads=16, hidden=256, l_dim=128, num_blocks=8, time_dim=16),
+        training=dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01, batch_size=256, ot=False, ema_decay=0.999,
+                      select_every=1, select_jets=10_000, select_sampler=dict(method="midpoint", steps=10)),
+        sampler=dict(method="midpoint", steps=200),
+    ),
+    # EPiC-GAN (arXiv:2301.08128): 6 generator / 3 critic layers, global vector of 10
+    "epic-gan": ModelSpec(
+        "gan", "standard", nets.EPiCGenerator, nets.EPiCCritic,
+        network=dict(l_dim_gen=128, hidden_gen=128, num_blocks_gen=6, l_dim=128, hidden=128, num_blocks=3,
+                     global_dim=10),
+        training=dict(_GAN_TRAINING, loss="lsgan", mean_field_weight=0.0, betas=(0.5, 0.999)),
+    ),
+    # seed 000 Table 5.2
+    "tgan": ModelSpec(
+        "gan", "standard", nets.TransformerGenerator, nets.TransformerCritic,
+        network=dict(heads_gen=16, heads=16, hidden_gen=256, hidden=256, l_dim_gen=16, l_dim=16,
+                     num_blocks_gen=4, num_blocks=4),
+        training=dict(_GAN_TRAINING, mean_field_weight=0.0),
+    ),
+}
+
+
+def merge_config(base: dict, override: dict | None) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_config(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def model_config(name: str, num_particles: int, override: dict | None = None) -> dict[str, Any]:
+    """The full config of model ``name``: thesis defaults merged with ``override``."""
+    if name not in MODELS:
+        raise OptionError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    spec = MODELS[name]
+    base = {
+        "model": name,
+        "num_particles": num_particles,
+        "preprocessing": spec.preprocessing,
+        "network": dict(spec.network, max_particles=num_particles),
+        "training": dict(spec.training),
+        "sampler": dict(spec.sampler),
+    }
+    unknown = set(override or {}) - set(base)
+    if unknown:
+        raise OptionError(f"--config: unknown section(s) {', '.join(sorted(unknown))}; allowed: {', '.join(base)}")
+    cfg = merge_config(base, override)
+    if cfg["model"] != name:
+        raise OptionError(f"--config is for model {cfg['model']!r}, not {name!r}")
+    return cfg
+
+
+def build_networks(cfg: dict[str, Any]) -> dict[str, torch.nn.Module]:
+    """The trainable networks of a config: {'generator', 'critic'} or {'velocity'}."""
+    spec = MODELS[cfg["model"]]
+    net_cfg = cfg["network"]
+    if spec.family == "gan":
+        return {"generator": spec.generator(**net_cfg), "critic": spec.critic(**net_cfg)}
+    return {"velocity": spec.velocity(**net_cfg)}
+
+
+class JetSurrogate:
+    """A trained jet model ready to sample (see the module docstring)."""
+
+    WEIGHTS = "weights.pt"
+
+    def __init__(self, cfg, network: torch.nn.Module, preprocessor: JetPreprocessor, multiplicity: MultiplicityKDE):
+        self.cfg = cfg
+        self.network = network.eval()
+        self.preprocessor = preprocessor
+        self.multiplicity = multiplicity
+
+    @property
+    def family(self) -> str:
+        return MODELS[self.cfg["model"]].family
+
+    @property
+    def num_particles(self) -> int:
+        return int(self.cfg["num_particles"])
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.network.parameters())
+
+    # -- persistence -------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.yaml").write_text(yaml.safe_dump(to_plain(self.cfg), sort_keys=False))
+        self.preprocessor.save(folder / "preprocessor.json")
+        (folder / "multiplicity.yaml").write_text(yaml.safe_dump(self.multiplicity.to_dict()))
+        torch.save(self.network.state_dict(), folder / self.WEIGHTS)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, weights: str | Path | None = None) -> "JetSurrogate":
+        folder = Path(folder)
+        for name in ("config.yaml", "preprocessor.json", "multiplicity.yaml"):
+            if not (folder / name).exists():
+                raise InputFileError(f"{folder}: not a trained model folder (missing {name})")
+        cfg = yaml.safe_load((folder / "config.yaml").read_text())
+        if cfg.get("model") not in MODELS:
+            raise InputFileError(f"{folder / 'config.yaml'}: unknown model {cfg.get('model')!r}")
+        networks = build_networks(cfg)
+        net = networks.get("generator", networks.get("velocity"))
+        weights = Path(weights) if weights else folder / cls.WEIGHTS
+        if not weights.exists():
+            raise InputFileError(f"{folder}: no trained weights ({weights.name}); train first or pass a checkpoint")
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        pre = load_transform(folder / "preprocessor.json")
+        mult = MultiplicityKDE.from_dict(yaml.safe_load((folder / "multiplicity.yaml").read_text()))
+        return cls(cfg, net, pre, mult)
+
+    # -- sampling ----------------------------------------------------------------
+    @torch.no_grad()
+    def generate_scaled(self, mask: torch.Tensor, noise: torch.Tensor, method=None, steps=None) -> torch.Tensor:
+        """Network output in the preprocessed space for noise (B, N, 3) and mask (B, N)."""
+        if self.family == "gan":
+            return self.network(noise, mask)
+        sampler = dict(self.cfg.get("sampler", {}))
+        return integrate(
+            self.network, noise, mask,
+            method=method or sampler.get("method", "midpoint"), steps=steps or sampler.get("steps", 100),
+        )
+
+    def sample(
+        self,
+        num: int,
+        seed: int = 0,
+        batch_size: int = 10_000,
+        device: str | torch.device | None = None,
+        method: str | None = None,
+        steps: int | None = None,
+        progress: bool = False,
+    ) -> JetSample:
+        """``num`` jets; the same seed gives the same jets (on the same device)."""
+        from tqdm.auto import tqdm
+
+        if num <= 0:
+            raise OptionError(f"--num must be positive, got {num}")
+        device = torch.device(device) if device else default_device()
+        self.network.to(device)
+        rng = np.random.default_rng(seed)
+        n = self.multiplicity.sample(num, rng)
+        order = np.argsort(n, kind="stable")
+        P = self.num_particles
+        scaled = np.zeros((num, P, 3), np.float32)
+        gen = torch.Generator().manual_seed(int(seed))
+        starts = range(0, num, batch_size)
+        for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress or len(starts) < 2):
+            idx = order[start : start + batch_size]
+            nb = torch.as_tensor(n[idx])
+            width = int(nb.max())
+            mask = torch.arange(width)[None, :] < nb[:, None]
+            noise = torch.randn(len(idx), width, 3, generator=gen) * mask[..., None]
+            out = self.generate_scaled(mask.to(device), noise.to(device), method, steps)
+            scaled[idx, :width] = out.float().cpu().numpy()
+        mask = np.arange(P)[None, :] < n[:, None]
+        pf = self.preprocessor.inverse_transform(scaled, mask)
+        return JetSample(*finalise_particles(pf), jet_type=self.cfg.get("jet_type"), source=f"<{self.cfg['model']}>")
+
+
+def finalise_particles(pf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Clip negative ptrel, sort particles by ptrel, derive jet features.
+
+    Generated jets are relative: ``jet_features`` = (pT_rel, 0, m_rel * pT_rel, n), i.e.
+    pT and mass in units of the jet pT scale; eta is not modelled.
+    """
+    pf = pf.copy()
+    mask = pf[..., 3] > 0.5
+    pf[..., 2] = np.where(mask, np.clip(pf[..., 2], 0.0, None), 0.0)
+    key = np.where(mask, pf[..., 2], -1.0)
+    order = np.argsort(-key, axis=1, kind="stable")
+    pf = np.take_along_axis(pf, order[..., None], axis=1)
+    p = pf[..., :3].astype(np.float64)
+    pt_rel = np.hypot((p[..., 2] * np.cos(p[..., 1])).sum(-1), (p[..., 2] * np.sin(p[..., 1])).sum(-1))
+    jf = np.stack([pt_rel, np.zeros(len(pf)), relative_mass(p) * pt_rel, mask.sum(1)], -1).astype(np.float32)
+    return pf.astype(np.float32), jf
+
+
+def to_plain(obj):
+    """Tuples -> lists for YAML."""
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj

@@ -1,0 +1,100 @@
+"""Mean-field attention: the MDMA block (Kaech thesis, seed 000 ch. 5.5, Fig. 5.14-5.16).
+
+Instead of self-attention (cost O(n^2)), every block lets the particles update one
+*mean field* by cross-attention with a single query, then lets the mean field update
+every particle independently (cost O(n)):
+
+1. phi: particles (l_dim) -> keys/values (hidden);
+2. cross-attention with the mean field as the only query (padded particles masked);
+3. Omega: the attended field, the previous field, the particle count n (and an
+   optional condition such as a time embedding) -> the new mean field;
+4. psi: each particle together with the new mean field (and the condition) -> a
+   residual update of the particle; padded particles stay zero.
+
+Shapes: particles (B, N, l_dim), mean field (B, hidden), mask (B, N) with True for
+real particles, n (B,), condition (B, C).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def count_features(n: torch.Tensor, max_particles: int) -> torch.Tensor:
+    """Encode the particle count as (n / max, log(n) / log(max)), shape (B, 2)."""
+    n = n.to(torch.float32).clamp(min=1)
+    return torch.stack([n / max_particles, torch.log(n) / math.log(max(max_particles, 2))], dim=-1)
+
+
+class MeanFieldBlock(nn.Module):
+    """One mean-field aggregation block (see the module docstring)."""
+
+    def __init__(
+        self,
+        l_dim: int,
+        hidden: int,
+        heads: int,
+        cond_dim: int = 0,
+        max_particles: int = 150,
+        norm: bool = False,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if hidden % heads:
+            raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads})")
+        self.max_particles = max_particles
+        self.phi = nn.Sequential(nn.Linear(l_dim + cond_dim, hidden), nn.LeakyReLU(0.2))
+        self.attn = nn.MultiheadAttention(hidden, heads, batch_first=True, dropout=dropout)
+        self.omega = nn.Sequential(nn.Linear(2 * hidden + 2 + cond_dim, hidden), nn.LeakyReLU(0.2))
+        self.psi = nn.Sequential(
+            nn.Linear(hidden + hidden + cond_dim, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, l_dim),
+        )
+        self.norm = nn.LayerNorm(l_dim) if norm else nn.Identity()
+
+    def forward(self, x, mean_field, mask, n, cond=None):
+        B, N, _ = x.shape
+        c_part = [] if cond is None else [cond[:, None, :].expand(B, N, cond.shape[-1])]
+        h = self.phi(torch.cat([x, *c_part], dim=-1))
+        attended, _ = self.attn(mean_field[:, None, :], h, h, key_padding_mask=~mask, need_weights=False)
+        c = [] if cond is None else [cond]
+        mean_field = self.omega(torch.cat([attended[:, 0], mean_field, count_features(n, self.max_particles), *c], -1))
+        update = self.psi(torch.cat([h, mean_field[:, None, :].expand(B, N, -1), *c_part], dim=-1))
+        x = self.norm(x + update) * mask[..., None]
+        return x, mean_field
+
+
+class MeanFieldBody(nn.Module):
+    """alpha embedding, mean field initialised by sum pooling, ``num_blocks`` MDMA blocks."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        l_dim: int,
+        hidden: int,
+        heads: int,
+        num_blocks: int,
+        cond_dim: int = 0,
+        max_particles: int = 150,
+        norm: bool = False,
+    ):
+        super().__init__()
+        self.max_particles = max_particles
+        self.alpha = nn.Linear(in_dim, l_dim)
+        self.init_field = nn.Linear(l_dim, hidden)
+        self.blocks = nn.ModuleList(
+            MeanFieldBlock(l_dim, hidden, heads, cond_dim, max_particles, norm) for _ in range(num_blocks)
+        )
+
+    def forward(self, x, mask, cond=None):
+        n = mask.sum(1)
+        x = self.alpha(x) * mask[..., None]
+        # sum pooling, scaled by the maximal multiplicity so the count stays visible
+        mean_field = self.init_field(x.sum(1) / self.max_particles)
+        for block in self.blocks:
+            x, mean_field = block(x, mean_field, mask, n, cond)
+        return x, mean_field
