@@ -15,6 +15,10 @@ TINY = {
     "mdma-flow": dict(hidden=32, l_dim=16, heads=4, num_blocks=2),
     "epic-gan": dict(l_dim_gen=16, hidden_gen=16, num_blocks_gen=2, l_dim=16, hidden=16, num_blocks=2),
     "tgan": dict(hidden_gen=16, hidden=16, heads_gen=4, heads=4, num_blocks_gen=2, num_blocks=2),
+    "tnf": dict(hidden_gen=16, hidden=16, heads_gen=4, heads=4, num_blocks_gen=2, num_blocks=2),
+    "nf": dict(transforms=2, hidden=32, layers=1),
+    "nf-c": dict(transforms=2, hidden=32, layers=1),
+    "nf-cc": dict(transforms=2, hidden=32, layers=1),
 }
 
 
@@ -56,13 +60,16 @@ def test_multiplicity_kde_follows_training_counts():
 def _train(model, fixture_dir, tmp_path, steps=30):
     from hepgen.training.run import train_jet_model
 
+    network = dict(TINY[model])
+    if model == "tnf":  # its prior: a trained NF run
+        network["prior"] = str(_train("nf", fixture_dir, tmp_path, steps=2)[0])
     run = train_jet_model(model, fixture_dir / "t.hdf5", tmp_path / model, max_epochs=steps, progress=False,
-                          override={"network": TINY[model], "training": {"batch_size": 50, "select_every": 1000,
-                                                                          "lr": 1e-3, "lr_gen": 1e-3}})
+                          override={"network": network, "training": {"batch_size": 50, "select_every": 1000,
+                                                                     "lr": 1e-3, "lr_gen": 1e-4}})
     import csv
 
     rows = list(csv.DictReader(open(run / "logs" / "metrics.csv")))
-    key = "cfm_loss" if MODELS[model].family == "cfm" else "critic_loss"
+    key = {"cfm": "cfm_loss", "gan": "critic_loss", "nf": "loss"}[MODELS[model].family]
     losses = [float(r[key]) for r in rows if r.get(key)]
     return run, losses
 

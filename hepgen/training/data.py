@@ -15,25 +15,31 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class JetCloudDataset(Dataset):
-    """Scaled particles (N, P, 3) and masks (N, P) as tensors."""
+    """Scaled particles (N, P, 3), masks (N, P) and optional per-jet extras as tensors."""
 
-    def __init__(self, scaled: np.ndarray, mask: np.ndarray):
+    def __init__(self, scaled: np.ndarray, mask: np.ndarray, *extras: np.ndarray):
         self.x = torch.as_tensor(scaled, dtype=torch.float32)
         self.mask = torch.as_tensor(mask, dtype=torch.bool)
+        self.extras = [torch.as_tensor(e, dtype=torch.float32) for e in extras]
         self.n = self.mask.sum(1).numpy()
 
     def __len__(self) -> int:
         return len(self.x)
 
     def __getitem__(self, i):
-        return self.x[i], self.mask[i]
+        return (self.x[i], self.mask[i], *(e[i] for e in self.extras))
 
 
 def trim_collate(batch):
-    x = torch.stack([b[0] for b in batch])
-    mask = torch.stack([b[1] for b in batch])
+    """Stack a batch and cut particles to its largest multiplicity."""
+    x, mask, *extras = (torch.stack(items) for items in zip(*batch))
     width = max(int(mask.sum(1).max()), 1)
-    return x[:, :width], mask[:, :width]
+    return (x[:, :width], mask[:, :width], *extras)
+
+
+def stack_collate(batch):
+    """Stack a batch, keeping all P slots (flows on the flattened cloud)."""
+    return tuple(torch.stack(items) for items in zip(*batch))
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -84,10 +90,11 @@ class BucketBatchSampler(Sampler[list[int]]):
 
 
 class JetDataModule(LightningDataModule):
-    def __init__(self, scaled: np.ndarray, mask: np.ndarray, batch_size: int = 256, num_buckets: int = 10,
-                 seed: int = 0, num_workers: int = 0):
+    def __init__(self, scaled: np.ndarray, mask: np.ndarray, *extras: np.ndarray, batch_size: int = 256,
+                 num_buckets: int = 10, seed: int = 0, num_workers: int = 0, trim: bool = True):
         super().__init__()
-        self.dataset = JetCloudDataset(scaled, mask)
+        self.dataset = JetCloudDataset(scaled, mask, *extras)
+        self.trim = trim
         self.batch_size = min(batch_size, len(self.dataset))
         self.num_buckets = num_buckets if len(self.dataset) >= num_buckets * self.batch_size else 1
         self.seed = seed
@@ -95,4 +102,5 @@ class JetDataModule(LightningDataModule):
 
     def train_dataloader(self):
         sampler = BucketBatchSampler(self.dataset.n, self.batch_size, self.num_buckets, self.seed)
-        return DataLoader(self.dataset, batch_sampler=sampler, collate_fn=trim_collate, num_workers=self.num_workers)
+        collate = trim_collate if self.trim else stack_collate
+        return DataLoader(self.dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers)

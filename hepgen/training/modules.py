@@ -5,6 +5,8 @@
   AdamW for both (beta1 = 0 as in the thesis), EMA of the generator weights.
 * :class:`FlowMatchingModule` -- conditional flow matching (optionally OT-CFM) of a
   velocity network, AdamW, EMA of the weights.
+* :class:`FlowNLLModule` -- maximum likelihood of the flattened-cloud flows, with the
+  optional mass constraint of NF(cc).
 
 ``sampling_network()`` returns the network to sample with (the EMA copy when there is
 one); both modules run unchanged on CPU, one GPU or several (DDP).
@@ -133,9 +135,57 @@ class FlowMatchingModule(LightningModule):
             self.ema.update_parameters(self.velocity)
 
 
-def make_module(family: str, networks: dict, training: dict) -> LightningModule:
+class FlowNLLModule(LightningModule):
+    """NF / NF(c) / NF(cc): maximum likelihood on the flattened cloud (seed 000 sec. 5.4.1).
+
+    Padded slots get Gaussian noise of variance 1e-8 so the flow can spread them; with
+    ``mass_weight`` > 0 (NF(cc)) the flow is also sampled at the training masses and
+    lambda_m |m_cond - m(x_gen)|^2 is added (eq. 5.10-5.11), which needs the inverse
+    preprocessing in torch (``inverse_scaler``).
+    """
+
+    def __init__(self, flow: torch.nn.Module, lr: float = 1e-4, betas=(0.9, 0.999), weight_decay: float = 0.01,
+                 mass_weight: float = 0.0, mass_mean: float = 0.0, mass_std: float = 1.0, inverse_scaler=None,
+                 pad_std: float = 1e-4, **_):
+        super().__init__()
+        self.flow = flow
+        self.lr, self.betas, self.weight_decay = lr, tuple(betas), weight_decay
+        self.mass_weight, self.mass_mean, self.mass_std = mass_weight, mass_mean, mass_std
+        self.inverse_scaler = inverse_scaler
+        self.pad_std = pad_std
+        if mass_weight and inverse_scaler is None:
+            raise OptionError("the mass constraint needs the inverse preprocessing")
+
+    def sampling_network(self) -> torch.nn.Module:
+        return self.flow
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.flow.parameters(), lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+
+    def training_step(self, batch, batch_idx):
+        x, mask, mass = batch
+        x = x + self.pad_std * torch.randn_like(x) * (~mask)[..., None]
+        context = (mass - self.mass_mean) / self.mass_std if self.flow.conditional else None
+        nll = -self.flow.log_prob(x, context).mean() / x[0].numel()
+        loss = nll
+        self.log("nll", nll, prog_bar=True, batch_size=len(x))
+        if self.mass_weight:
+            from hepgen.models.blocks.physics import relative_mass
+
+            gen = self.inverse_scaler(self.flow.rsample(len(x), context))
+            m_gen = relative_mass(gen * (gen[..., 2:3] >= 1e-4))
+            mse = ((m_gen - mass) ** 2).mean()
+            loss = loss + self.mass_weight * mse
+            self.log("mass_mse", mse, batch_size=len(x))
+        self.log("loss", loss, batch_size=len(x))
+        return loss
+
+
+def make_module(family: str, networks: dict, training: dict, **extra) -> LightningModule:
     if family == "gan":
         return GANModule(networks["generator"], networks["critic"], **training)
     if family == "cfm":
         return FlowMatchingModule(networks["velocity"], **training)
+    if family == "nf":
+        return FlowNLLModule(networks["flow"], **training, **extra)
     raise OptionError(f"unknown model family {family!r}")

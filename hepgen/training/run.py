@@ -32,6 +32,7 @@ from hepgen.data.jetnet import read_jets
 from hepgen.errors import InputFileError, OptionError
 from hepgen.metrics.jets import relative_mass
 from hepgen.models.assemblies.jets import MODELS, JetSurrogate, build_networks, merge_config, model_config, to_plain
+from hepgen.models.conditions import PchipQuantileSampler
 from hepgen.models.multiplicity import MultiplicityKDE
 from hepgen.training.data import JetDataModule
 from hepgen.training.modules import make_module
@@ -87,6 +88,20 @@ def full_multiplicity(sample) -> np.ndarray:
     stored = sample.jet_features[:, 3]
     counted = sample.multiplicity
     return stored if np.all(stored >= counted) else counted
+
+
+def _tnf_prior(cfg: dict, num_particles: int) -> JetSurrogate:
+    """Load the NF run named by network.prior and record its network config."""
+    path = cfg["network"].get("prior")
+    if not path:
+        raise OptionError("tnf needs a trained NF prior: set network.prior to an nf run folder in --config")
+    prior = JetSurrogate.load(path)
+    if prior.family != "nf" or prior.network.conditional:
+        raise OptionError(f"network.prior: {path} is a {prior.cfg['model']} run; tnf needs an unconditioned nf")
+    if prior.num_particles != num_particles:
+        raise OptionError(f"network.prior: {path} has {prior.num_particles} particles, the data {num_particles}")
+    cfg["network"]["prior_network"] = dict(prior.cfg["network"])
+    return prior
 
 
 def _read_config(path: str | os.PathLike | None) -> dict:
@@ -145,16 +160,31 @@ def train_jet_model(
 
     pre = JetPreprocessor(cfg["preprocessing"]).fit(sample.particle_features)
     mult = MultiplicityKDE.fit(full_multiplicity(sample), sample.num_particles)
+    family = MODELS[model].family
+    prior = None
+    if model == "tnf":
+        prior = _tnf_prior(cfg, sample.num_particles)
+        pre = prior.preprocessor  # the post-processor works in the prior's space
     networks = build_networks(cfg)
-    module = make_module(MODELS[model].family, networks, training)
+    if prior is not None:
+        networks["generator"].prior.load_state_dict(prior.network.state_dict())
+    extra, mass_sampler, extras = {}, None, ()
+    if family == "nf":
+        masses = relative_mass(sample.particles)
+        cfg["mass_mean"], cfg["mass_std"] = float(masses.mean()), float(masses.std())
+        mass_sampler = PchipQuantileSampler.fit(masses)
+        extra = dict(mass_mean=cfg["mass_mean"], mass_std=cfg["mass_std"], inverse_scaler=pre.scaler.inverse_torch)
+        extras = (masses,)
+    module = make_module(family, networks, training, **extra)
     sampling_net = module.sampling_network()
-    surrogate = JetSurrogate(cfg, copy.deepcopy(sampling_net), pre, mult)
+    surrogate = JetSurrogate(cfg, copy.deepcopy(sampling_net), pre, mult, mass_sampler)
     out.mkdir(parents=True, exist_ok=True)
     surrogate.save(out)
     (out / JetSurrogate.WEIGHTS).unlink()  # written by the selection only
 
-    datamodule = JetDataModule(pre.transform(sample.particle_features), sample.mask,
-                               batch_size=int(training.get("batch_size", 256)), seed=seed)
+    scaled = pre.transform_all(sample.particle_features) if family == "nf" else pre.transform(sample.particle_features)
+    datamodule = JetDataModule(scaled, sample.mask, *extras, batch_size=int(training.get("batch_size", 256)),
+                               seed=seed, trim=family != "nf")
     rng = np.random.default_rng(seed)
     ref_idx = rng.choice(len(sample), size=min(len(sample), int(training.get("select_jets", 10_000))), replace=False)
     selection = W1MSelection(
@@ -172,7 +202,7 @@ def train_jet_model(
         callbacks=[selection, ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0)],
         enable_progress_bar=progress,
         enable_model_summary=False,
-        log_every_n_steps=10,
+        log_every_n_steps=max(1, min(10, len(datamodule.dataset) // datamodule.batch_size)),
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
     )

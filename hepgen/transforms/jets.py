@@ -55,5 +55,27 @@ class JetPreprocessor(Transform):
         out[..., 3] = mask
         return out
 
+    # Flows on the flattened cloud see every slot: padded particles are transformed as
+    # (0, 0, PAD_PTREL) and recognised after sampling by ptrel < PAD_THRESHOLD (seed 000
+    # L2131-2133).
+    PAD_PTREL = 1e-6
+    PAD_THRESHOLD = 1e-4
+
+    def transform_all(self, particle_features):
+        """(N, P, 4) -> (N, P, 3) with padded slots transformed as (0, 0, PAD_PTREL)."""
+        pf = np.asarray(particle_features)
+        x = pf[..., :3].astype(np.float64).copy()
+        x[..., 2] = np.where(pf[..., 3] > 0.5, x[..., 2], self.PAD_PTREL)
+        return self.scaler.transform(x).astype(np.float32)
+
+    def inverse_transform_all(self, x):
+        """(N, P, 3) from :meth:`transform_all` -> particle features, mask = ptrel >= threshold."""
+        raw = self.scaler.inverse_transform(np.asarray(x, np.float64))
+        mask = raw[..., 2] >= self.PAD_THRESHOLD
+        out = np.zeros(raw.shape[:-1] + (4,), np.float32)
+        out[..., :3] = np.where(mask[..., None], raw, 0.0)
+        out[..., 3] = mask
+        return out
+
     def params(self) -> dict[str, Any]:
         return {"kind": self.kind, "scaler": self.scaler.to_dict()}

@@ -38,6 +38,10 @@ class StandardScaler(Transform):
     def inverse_transform(self, x):
         return (x * self.std + self.mean).astype(np.asarray(x).dtype)
 
+    def inverse_torch(self, x):
+        """Differentiable inverse on a torch tensor (for losses on physical quantities)."""
+        return x * x.new_tensor(self.std) + x.new_tensor(self.mean)
+
     def params(self) -> dict[str, Any]:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
@@ -76,6 +80,18 @@ class BoxCox(Transform):
             out[..., c] = special.inv_boxcox(y, lam)
         return out
 
+    def inverse_torch(self, x):
+        import torch
+
+        cols = []
+        for c in range(x.shape[-1]):
+            y = x[..., c]
+            if c in self.columns:
+                lam = self.lmbda[self.columns.index(c)]
+                y = torch.exp(y) if lam == 0 else torch.clamp(lam * y + 1, min=1e-12) ** (1 / lam)
+            cols.append(y)
+        return torch.stack(cols, -1)
+
     def params(self) -> dict[str, Any]:
         return {"columns": self.columns, "lmbda": self.lmbda}
 
@@ -105,6 +121,11 @@ class Chain(Transform):
     def inverse_transform(self, x):
         for step in reversed(self.steps):
             x = step.inverse_transform(x)
+        return x
+
+    def inverse_torch(self, x):
+        for step in reversed(self.steps):
+            x = step.inverse_torch(x)
         return x
 
     def params(self) -> dict[str, Any]:

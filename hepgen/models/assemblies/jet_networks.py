@@ -147,3 +147,49 @@ class TransformerCritic(nn.Module):
         for block in self.blocks:
             h = block(h, m)
         return self.head(h[:, 0])[:, 0], h[:, 0]
+
+
+class FlatFlow(nn.Module):
+    """NF / NF(c): an RQS coupling flow on the flattened, padded cloud (P x 3 features),
+    optionally conditioned on the (standardised) relative jet mass (seed 000 sec. 5.4.1)."""
+
+    def __init__(self, max_particles=30, transforms=25, bins=6, hidden=128, layers=3, conditional=False, **_):
+        super().__init__()
+        from hepgen.models.blocks.flows import rqs_coupling_flow
+
+        self.num_particles = max_particles
+        self.conditional = conditional
+        self.flow = rqs_coupling_flow(max_particles * FEATURES, 1 if conditional else 0, transforms, bins, hidden, layers)
+
+    def _dist(self, context):
+        return self.flow(context[:, None] if self.conditional else None)
+
+    def log_prob(self, x, context=None):
+        return self._dist(context).log_prob(x.flatten(1))
+
+    def rsample(self, num: int, context=None):
+        d = self._dist(context)
+        x = d.rsample() if self.conditional else d.rsample((num,))
+        return x.reshape(num, self.num_particles, FEATURES)
+
+
+class TNFGenerator(nn.Module):
+    """TNF: a frozen NF prior whose samples a transformer post-processor corrects (seed 000
+    sec. 5.4.4). The prior's network config travels in ``prior_network`` so a saved TNF
+    loads without the prior's run folder; its weights are part of this module's."""
+
+    def __init__(self, prior_network: dict, l_dim_gen=16, hidden_gen=256, heads_gen=16, num_blocks_gen=4, **_):
+        super().__init__()
+        self.prior = FlatFlow(**prior_network)
+        self.prior.requires_grad_(False)
+        self.post = TransformerGenerator(l_dim_gen, hidden_gen, heads_gen, num_blocks_gen, residual=True)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.prior.eval()  # frozen
+        return self
+
+    def forward(self, z, mask):
+        with torch.no_grad():
+            x0 = self.prior.rsample(z.shape[0])[:, : z.shape[1]]
+        return self.post(x0, mask)

@@ -24,6 +24,7 @@ from hepgen.errors import InputFileError, OptionError
 from hepgen.metrics.jets import relative_mass
 from hepgen.models.assemblies import jet_networks as nets
 from hepgen.models.blocks.cfm import integrate
+from hepgen.models.conditions import PchipQuantileSampler
 from hepgen.models.multiplicity import MultiplicityKDE
 from hepgen.transforms import JetPreprocessor, load as load_transform
 
@@ -32,11 +33,12 @@ from hepgen.transforms import JetPreprocessor, load as load_transform
 class ModelSpec:
     """A model name: its family, preprocessing, networks and default hyperparameters."""
 
-    family: str  # "gan" or "cfm"
+    family: str  # "gan", "cfm" or "nf"
     preprocessing: str
     generator: type | None = None
     critic: type | None = None
     velocity: type | None = None
+    flow: type | None = None
     network: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     sampler: dict[str, Any] = field(default_factory=dict)
@@ -67,6 +69,32 @@ MODELS: dict[str, ModelSpec] = {
         network=dict(l_dim_gen=128, hidden_gen=128, num_blocks_gen=6, l_dim=128, hidden=128, num_blocks=3,
                      global_dim=10),
         training=dict(_GAN_TRAINING, loss="lsgan", mean_field_weight=0.0, betas=(0.5, 0.999)),
+    ),
+    # seed 000 Table 5.1 (lr not given there: 1e-4 as for the other models)
+    "nf": ModelSpec(
+        "nf", "boxcox", flow=nets.FlatFlow,
+        network=dict(transforms=25, bins=6, hidden=128, layers=3, conditional=False),
+        training=dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01, batch_size=256, mass_weight=0.0,
+                      select_every=1, select_jets=10_000),
+    ),
+    "nf-c": ModelSpec(
+        "nf", "boxcox", flow=nets.FlatFlow,
+        network=dict(transforms=25, bins=6, hidden=128, layers=3, conditional=True),
+        training=dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01, batch_size=256, mass_weight=0.0,
+                      select_every=1, select_jets=10_000),
+    ),
+    "nf-cc": ModelSpec(
+        "nf", "boxcox", flow=nets.FlatFlow,
+        network=dict(transforms=25, bins=6, hidden=128, layers=3, conditional=True),
+        training=dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01, batch_size=256, mass_weight=10.0,
+                      select_every=1, select_jets=10_000),
+    ),
+    # seed 000 Table 5.2; the prior is a trained NF run given as network.prior
+    "tnf": ModelSpec(
+        "gan", "boxcox", nets.TNFGenerator, nets.TransformerCritic,
+        network=dict(heads_gen=16, heads=16, hidden_gen=256, hidden=256, l_dim_gen=16, l_dim=16,
+                     num_blocks_gen=4, num_blocks=4, prior=None),
+        training=dict(_GAN_TRAINING, mean_field_weight=0.0),
     ),
     # seed 000 Table 5.2
     "tgan": ModelSpec(
@@ -116,7 +144,14 @@ def build_networks(cfg: dict[str, Any]) -> dict[str, torch.nn.Module]:
     net_cfg = cfg["network"]
     if spec.family == "gan":
         return {"generator": spec.generator(**net_cfg), "critic": spec.critic(**net_cfg)}
+    if spec.family == "nf":
+        return {"flow": spec.flow(**net_cfg)}
     return {"velocity": spec.velocity(**net_cfg)}
+
+
+def sampling_key(cfg) -> str:
+    """Which of the trained networks samples: generator, velocity or flow."""
+    return {"gan": "generator", "cfm": "velocity", "nf": "flow"}[MODELS[cfg["model"]].family]
 
 
 class JetSurrogate:
@@ -124,11 +159,13 @@ class JetSurrogate:
 
     WEIGHTS = "weights.pt"
 
-    def __init__(self, cfg, network: torch.nn.Module, preprocessor: JetPreprocessor, multiplicity: MultiplicityKDE):
+    def __init__(self, cfg, network: torch.nn.Module, preprocessor: JetPreprocessor, multiplicity: MultiplicityKDE,
+                 mass: PchipQuantileSampler | None = None):
         self.cfg = cfg
         self.network = network.eval()
         self.preprocessor = preprocessor
         self.multiplicity = multiplicity
+        self.mass = mass  # condition sampler of the mass-conditioned flows
 
     @property
     def family(self) -> str:
@@ -148,6 +185,8 @@ class JetSurrogate:
         (folder / "config.yaml").write_text(yaml.safe_dump(to_plain(self.cfg), sort_keys=False))
         self.preprocessor.save(folder / "preprocessor.json")
         (folder / "multiplicity.yaml").write_text(yaml.safe_dump(self.multiplicity.to_dict()))
+        if self.mass is not None:
+            (folder / "mass.yaml").write_text(yaml.safe_dump(self.mass.to_dict()))
         torch.save(self.network.state_dict(), folder / self.WEIGHTS)
         return folder
 
@@ -160,15 +199,17 @@ class JetSurrogate:
         cfg = yaml.safe_load((folder / "config.yaml").read_text())
         if cfg.get("model") not in MODELS:
             raise InputFileError(f"{folder / 'config.yaml'}: unknown model {cfg.get('model')!r}")
-        networks = build_networks(cfg)
-        net = networks.get("generator", networks.get("velocity"))
+        net = build_networks(cfg)[sampling_key(cfg)]
         weights = Path(weights) if weights else folder / cls.WEIGHTS
         if not weights.exists():
             raise InputFileError(f"{folder}: no trained weights ({weights.name}); train first or pass a checkpoint")
         net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         pre = load_transform(folder / "preprocessor.json")
         mult = MultiplicityKDE.from_dict(yaml.safe_load((folder / "multiplicity.yaml").read_text()))
-        return cls(cfg, net, pre, mult)
+        mass = None
+        if (folder / "mass.yaml").exists():
+            mass = PchipQuantileSampler.from_dict(yaml.safe_load((folder / "mass.yaml").read_text()))
+        return cls(cfg, net, pre, mult, mass)
 
     # -- sampling ----------------------------------------------------------------
     @torch.no_grad()
@@ -200,22 +241,44 @@ class JetSurrogate:
         device = torch.device(device) if device else default_device()
         self.network.to(device)
         rng = np.random.default_rng(seed)
+        if self.family == "nf":
+            return self._sample_flat(num, seed, rng, batch_size, device)
         n = self.multiplicity.sample(num, rng)
         order = np.argsort(n, kind="stable")
         P = self.num_particles
         scaled = np.zeros((num, P, 3), np.float32)
         gen = torch.Generator().manual_seed(int(seed))
         starts = range(0, num, batch_size)
-        for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress or len(starts) < 2):
-            idx = order[start : start + batch_size]
-            nb = torch.as_tensor(n[idx])
-            width = int(nb.max())
-            mask = torch.arange(width)[None, :] < nb[:, None]
-            noise = torch.randn(len(idx), width, 3, generator=gen) * mask[..., None]
-            out = self.generate_scaled(mask.to(device), noise.to(device), method, steps)
-            scaled[idx, :width] = out.float().cpu().numpy()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))  # networks that draw their own noise (TNF prior)
+            for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress or len(starts) < 2):
+                idx = order[start : start + batch_size]
+                nb = torch.as_tensor(n[idx])
+                width = int(nb.max())
+                mask = torch.arange(width)[None, :] < nb[:, None]
+                noise = torch.randn(len(idx), width, 3, generator=gen) * mask[..., None]
+                out = self.generate_scaled(mask.to(device), noise.to(device), method, steps)
+                scaled[idx, :width] = out.float().cpu().numpy()
         mask = np.arange(P)[None, :] < n[:, None]
         pf = self.preprocessor.inverse_transform(scaled, mask)
+        return JetSample(*finalise_particles(pf), jet_type=self.cfg.get("jet_type"), source=f"<{self.cfg['model']}>")
+
+
+    @torch.no_grad()
+    def _sample_flat(self, num, seed, rng, batch_size, device) -> JetSample:
+        """NF family: whole padded clouds; padding recognised by ptrel < 1e-4."""
+        context = None
+        if self.network.conditional:
+            m = self.mass.sample(num, rng)
+            context = torch.as_tensor((m - self.cfg["mass_mean"]) / self.cfg["mass_std"], dtype=torch.float32)
+        parts = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            for start in range(0, num, batch_size):
+                k = min(batch_size, num - start)
+                c = None if context is None else context[start : start + k].to(device)
+                parts.append(self.network.rsample(k, c).float().cpu().numpy())
+        pf = self.preprocessor.inverse_transform_all(np.concatenate(parts))
         return JetSample(*finalise_particles(pf), jet_type=self.cfg.get("jet_type"), source=f"<{self.cfg['model']}>")
 
 
