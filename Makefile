@@ -37,8 +37,13 @@ demo: install
 	$(HEPGEN) evaluate jets --real $(DEMO)/t30_reference.h5 --gen $(DEMO)/t30_second.h5 --out $(DEMO)/report
 	@echo "Demo report: $(abspath $(DEMO)/report/report.html)"
 
+# Speed is always a ratio against a reference measured in the same run: jetnet for the
+# metrics, Pythia + FastJet for the models. Reference samples are cached under data/.
 bench: install
 	$(HEPGEN) bench metrics --num-jets 50000 --num-particles 30 --num-particles 150 --out bench-results
+	@test -f data/t30_train.h5 || $(HEPGEN) data jets --jet-type t --num-particles 30 --num-jets 100000 --seed 1 --out data/t30_train.h5
+	@test -f data/t30_test.h5 || $(HEPGEN) data jets --jet-type t --num-particles 30 --num-jets 50000 --seed 2 --out data/t30_test.h5
+	$(HEPGEN) bench jets --test data/t30_test.h5 --train data/t30_train.h5 --out bench-results
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

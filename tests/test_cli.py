@@ -116,3 +116,37 @@ def test_bad_inputs_give_one_line_and_keep_existing_output(tmp_path, fixture_dir
     assert (out / "metrics.json").read_text() == "old"
     assert keep.read_bytes() == b"old data"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["report", "keep.h5", "k.h5", "s.h5", "n.h5"])
+
+
+def test_train_sample_resume_and_models(tmp_path, fixture_dir, capsys):
+    run_dir = tmp_path / "run"
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text("network: {hidden_gen: 16, hidden: 16, heads_gen: 4, heads: 4, num_blocks_gen: 2}\n"
+                   "training: {batch_size: 50}\n")
+    r = run("train", "mdma-gan", "--data", str(fixture_dir / "t.hdf5"), "--config", str(cfg),
+            "--max-epochs", "1", "--out", str(run_dir))
+    assert r.returncode == 0, r.stderr
+    for name in ("config.yaml", "preprocessor.json", "multiplicity.yaml", "weights.pt", "checkpoints/last.ckpt"):
+        assert (run_dir / name).exists(), name
+    # a second train into the same folder refuses instead of overwriting
+    _expect_error(capsys, ["train", "mdma-gan", "--data", str(fixture_dir / "t.hdf5"), "--out", str(run_dir)],
+                  "not empty")
+    r = run("train", "mdma-gan", "--data", str(fixture_dir / "t.hdf5"), "--max-epochs", "2", "--resume",
+            "--out", str(run_dir))
+    assert r.returncode == 0, r.stderr
+    import csv
+
+    epochs = {row["epoch"] for row in csv.DictReader(open(run_dir / "logs" / "metrics.csv"))}
+    assert "1" in epochs
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    for out in (a, b):
+        r = run("sample", str(run_dir), "--num", "300", "--seed", "4", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+    assert a.read_bytes() == b.read_bytes()
+    with h5py.File(a) as f:
+        assert f["particle_features"].shape == (300, 30, 4)
+    _expect_error(capsys, ["sample", str(tmp_path / "nothing"), "--num", "5", "--out", str(tmp_path / "x.h5")],
+                  "neither a run folder nor a shipped model")
+    _expect_error(capsys, ["train", "no-such-model", "--data", str(fixture_dir / "t.hdf5"), "--out",
+                           str(tmp_path / "r2")], "unknown model")
+    assert run("models").returncode == 0
