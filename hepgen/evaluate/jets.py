@@ -98,22 +98,24 @@ def _plots(real: JetFeatures, gen: JetFeatures, folder: Path, calc: EFPCalculato
     o_gen = _jet_observables(gen, efp_names, cols)
     num_p = real.particles.shape[1]
     specs = [
-        ("mass", "relative jet mass $m_{jet}/p_{T,jet}$", {}),
-        ("pt", "relative jet $p_T$ (sum of particles)", {}),
-        ("multiplicity", "particle multiplicity", {"edges": np.arange(-0.5, num_p + 1.5, max(1, num_p // 50))}),
-        ("etarel", r"particle $\eta^{rel}$", {"logy": True}),
-        ("phirel", r"particle $\phi^{rel}$", {"logy": True}),
-        ("ptrel", r"particle $p_T^{rel}$", {"logx": True, "logy": True}),
-        ("lead_ptrel", r"leading particle $p_T^{rel}$", {}),
-    ] + [(n, f"EFP n=4 d=4 #{i} (W1EFP set)", {"logx": True}) for i, n in enumerate(efp_names)]
+        ("mass", "relative jet mass $m_{jet}/p_{T,jet}$", "relative jet mass", {}),
+        ("pt", "relative jet $p_T$ (sum of particles)", "relative jet pT (sum of particles)", {}),
+        ("multiplicity", "particle multiplicity", "particle multiplicity",
+         {"edges": np.arange(-0.5, num_p + 1.5, max(1, num_p // 50)), "logy": True}),
+        ("etarel", r"particle $\eta^{rel}$", "particle eta_rel", {"logy": True}),
+        ("phirel", r"particle $\phi^{rel}$", "particle phi_rel", {"logy": True}),
+        ("ptrel", r"particle $p_T^{rel}$", "particle pT_rel", {"logx": True, "logy": True}),
+        ("lead_ptrel", r"leading particle $p_T^{rel}$", "leading particle pT_rel", {}),
+    ] + [(n, f"EFP n=4 d=4 #{i} (W1EFP set)", f"EFP n=4 d=4 #{i} (W1EFP set)", {"logx": True})
+         for i, n in enumerate(efp_names)]
     figures = []
-    for name, xlabel, kw in specs:
+    for name, xlabel, caption, kw in specs:
         file = f"{name}.png"
         comparison_plot(
             o_real[name], o_gen[name], folder / file, xlabel,
             reference_label=labels[0], generated_label=labels[1], **kw,
         )
-        figures.append({"file": file, "caption": xlabel.replace("$", "")})
+        figures.append({"file": file, "caption": caption})
     return figures
 
 

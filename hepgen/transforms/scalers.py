@@ -25,7 +25,7 @@ class StandardScaler(Transform):
         self.std = None if std is None else np.asarray(std, np.float64)
 
     def fit(self, x, mask=None):
-        v = masked_values(x, mask)
+        v = masked_values(x, mask).astype(np.float64)  # float64 state: identical after reload
         if len(v) == 0:
             raise InvalidDataError("cannot fit a scaler on an empty sample")
         self.mean = v.mean(0)
