@@ -32,6 +32,7 @@ def jets(
     num_jets: int = typer.Option(50_000, "--num-jets", help="Generated jets per model."),
     batch_size: int = typer.Option(10_000, "--batch-size", help="Batch size of the timed sampling."),
     few_step: bool = typer.Option(True, "--few-step/--no-few-step", help="Solver x steps table for flow models."),
+    few_step_jets: int = typer.Option(10_000, "--few-step-jets", help="Generated jets per solver setting."),
     out: Path = typer.Option(Path("bench-results"), "--out", help="Folder for jets_bench.md/.json."),
 ) -> None:
     """Thesis table (W1M, W1P, W1EFP, KPD, FPD, µs per jet, parameters) with the truth floor and Pythia."""
@@ -41,5 +42,5 @@ def jets(
     names = list(models) if models else [n for n in shipped_models() if n.endswith("/t30")]
     grid = [(m, s) for m in ("euler", "midpoint", "rk4") for s in (4, 8, 16, 32)] + [("midpoint", 100)]
     report = run_jets_bench(names, test, train, out, num_jets, batch_size, few_step=grid if few_step else None,
-                            echo=typer.echo)
+                            few_step_jets=few_step_jets, echo=typer.echo)
     typer.echo(report)

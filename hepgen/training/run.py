@@ -199,14 +199,16 @@ def train_jet_model(
         devices="auto",
         default_root_dir=out,
         logger=CSVLogger(out, name="logs", version=""),
-        callbacks=[selection, ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0)],
+        # the newest state every epoch as checkpoints/last.ckpt (no monitor: top-1 = newest)
+        callbacks=[selection, ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1,
+                                              every_n_epochs=1, enable_version_counter=False)],
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=max(1, min(10, len(datamodule.dataset) // datamodule.batch_size)),
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path="last" if resume else None)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(out / "checkpoints" / "last.ckpt") if resume else None)
     if not (out / JetSurrogate.WEIGHTS).exists():  # stopped before the first selection
         torch.save(module.sampling_network().state_dict(), out / JetSurrogate.WEIGHTS)
     (out / "config.yaml").write_text(yaml.safe_dump(to_plain(cfg), sort_keys=False))

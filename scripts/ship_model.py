@@ -1,0 +1,63 @@
+"""Copy a trained run into hepgen/shipped/MODEL/DATASET so it samples without training.
+
+    python scripts/ship_model.py RUN_DIR MODEL/DATASET [--sampler-method midpoint --sampler-steps 16]
+
+Keeps only what sampling needs, refits the multiplicity KDE on the full (untruncated)
+multiplicities of the training file, and writes card.yaml (how it was trained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+from pathlib import Path
+
+import yaml
+
+from hepgen.data.jetnet import read_jets
+from hepgen.models.multiplicity import MultiplicityKDE
+from hepgen.shipped import ROOT
+from hepgen.training.run import full_multiplicity
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run", type=Path)
+    ap.add_argument("name")
+    ap.add_argument("--sampler-method")
+    ap.add_argument("--sampler-steps", type=int)
+    ap.add_argument("--summary", default="")
+    args = ap.parse_args()
+
+    dest = ROOT / args.name
+    dest.mkdir(parents=True, exist_ok=True)
+    cfg = yaml.safe_load((args.run / "config.yaml").read_text())
+    if args.sampler_method:
+        cfg["sampler"] = {"method": args.sampler_method, "steps": args.sampler_steps}
+    (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    for name in ("preprocessor.json", "weights.pt", "mass.yaml"):
+        if (args.run / name).exists():
+            shutil.copy(args.run / name, dest / name)
+    sample = read_jets(cfg["training_data"])
+    mult = MultiplicityKDE.fit(full_multiplicity(sample), sample.num_particles)
+    (dest / "multiplicity.yaml").write_text(yaml.safe_dump(mult.to_dict()))
+
+    rows = list(csv.DictReader(open(args.run / "logs" / "metrics.csv")))
+    epochs = max(int(r["epoch"]) for r in rows) + 1
+    selection = yaml.safe_load((args.run / "selection.yaml").read_text())
+    card = {
+        "summary": args.summary or f"{cfg['model']} on {sample.num_particles}-particle {cfg.get('jet_type')} jets",
+        "model": cfg["model"],
+        "training_data": f"{len(sample)} Pythia 8 + FastJet {cfg.get('jet_type')} jets (hepgen data jets, seed 1)",
+        "epochs_trained": epochs,
+        "selected_epoch": selection["epoch"],
+        "selection_w1m": selection["w1m"],
+        "hardware": "2 CPU cores, one thread per run",
+    }
+    (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    print(f"shipped {args.run} as {args.name} in {dest}")
+
+
+if __name__ == "__main__":
+    main()
