@@ -17,11 +17,14 @@ def train(
     num_particles: int = typer.Option(None, "--num-particles", help="Truncate the data to P particles (e.g. 30)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    devices: str = typer.Option("auto", "--devices", help="Lightning devices: auto, a count, or a list like 0,1."),
+    num_nodes: int = typer.Option(1, "--num-nodes", help="Nodes for multi-node DDP (launched by your scheduler)."),
 ) -> None:
     """Train a generative model; the run folder then samples with `hepgen sample RUN_DIR`."""
     from hepgen.training.run import train_jet_model
 
-    run = train_jet_model(model, data, out, config, max_epochs, max_time, num_particles, seed, resume)
+    run = train_jet_model(model, data, out, config, max_epochs, max_time, num_particles, seed, resume,
+                          devices=devices, num_nodes=num_nodes)
     typer.echo(f"run folder: {run}")
 
 

@@ -131,6 +131,8 @@ def train_jet_model(
     resume: bool = False,
     progress: bool = True,
     override: dict | None = None,
+    devices: str | int = "auto",
+    num_nodes: int = 1,
 ) -> Path:
     """Train ``model`` on the jets in ``data``; returns the run folder."""
     if model not in MODELS:
@@ -196,7 +198,8 @@ def train_jet_model(
         max_epochs=int(training.get("max_epochs", 1000)),
         max_time={"minutes": max_time} if max_time else None,
         accelerator="auto",
-        devices="auto",
+        devices=devices,
+        num_nodes=num_nodes,
         default_root_dir=out,
         logger=CSVLogger(out, name="logs", version=""),
         # the newest state every epoch as checkpoints/last.ckpt (no monitor: top-1 = newest)
