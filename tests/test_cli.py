@@ -150,3 +150,24 @@ def test_train_sample_resume_and_models(tmp_path, fixture_dir, capsys):
     _expect_error(capsys, ["train", "no-such-model", "--data", str(fixture_dir / "t.hdf5"), "--out",
                            str(tmp_path / "r2")], "unknown model")
     assert run("models").returncode == 0
+
+
+@pytest.mark.parametrize("name", ["mdma-gan/t30", "mdma-flow/t30"])
+def test_shipped_models_sample_reproducibly_without_training(name, tmp_path):
+    listing = run("models")
+    assert name in listing.stdout
+    files = []
+    for tag in ("a", "b"):
+        out = tmp_path / f"{tag}.h5"
+        r = run("sample", name, "--num", "400", "--seed", "1", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        files.append(out)
+    assert files[0].read_bytes() == files[1].read_bytes()
+    from hepgen.data.jetnet import read_jets
+    from hepgen.metrics.jets import relative_mass
+
+    jets = read_jets(files[0])
+    assert jets.particle_features.shape == (400, 30, 4)
+    assert np.mean(jets.multiplicity == 30) > 0.95  # top jets nearly always fill 30 slots
+    # a trained top-jet model: relative masses around the top peak (m/pT ~ 0.15), not noise
+    assert 0.08 < np.median(relative_mass(jets.particles)) < 0.25
