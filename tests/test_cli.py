@@ -171,3 +171,18 @@ def test_shipped_models_sample_reproducibly_without_training(name, tmp_path):
     assert np.mean(jets.multiplicity == 30) > 0.95  # top jets nearly always fill 30 slots
     # a trained top-jet model: relative masses around the top peak (m/pT ~ 0.15), not noise
     assert 0.08 < np.median(relative_mass(jets.particles)) < 0.25
+
+
+def test_data_calo_cli(tmp_path, capsys):
+    out = tmp_path / "a.h5"
+    for target in (out, tmp_path / "b.h5"):
+        r = run("data", "calo", "--geometry", "ds1-photons", "--num-showers", "50", "--seed", "5", "--out", str(target),
+                "--no-progress")
+        assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == (tmp_path / "b.h5").read_bytes()
+    before = out.read_bytes()
+    _expect_error(capsys, ["data", "calo", "--geometry", "ds2", "--num-showers", "0", "--out", str(out)], "--num-showers")
+    _expect_error(capsys, ["data", "calo", "--geometry", "ds9", "--num-showers", "5", "--out", str(out)], "ds9")
+    _expect_error(capsys, ["data", "calo", "--geometry", "ds2", "--num-showers", "5", "--out",
+                           str(tmp_path / "no" / "x.h5")], "does not exist")
+    assert out.read_bytes() == before

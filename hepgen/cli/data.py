@@ -56,3 +56,42 @@ def jets(
     write_jets(sample, out, attrs={"seed": seed, "generator": "pythia8+fastjet", "mpi": int(mpi)})
     typer.echo(f"wrote {len(sample)} {jet_type.value} jets x {num_particles} particles to {out} "
                f"({len(sample) / elapsed:.0f} jets/s)")
+
+
+class Geometry(str, Enum):
+    ds1_photons = "ds1-photons"
+    ds1_pions = "ds1-pions"
+    ds2 = "ds2"
+    ds3 = "ds3"
+    ild_photons = "ild-photons"
+
+
+@app.command("calo")
+def calo(
+    geometry: Geometry = typer.Option(..., "--geometry", help="CaloChallenge geometry or the ILD-like photon grid."),
+    num_showers: int = typer.Option(..., "--num-showers", help="Number of showers to produce."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same file."),
+    out: Path = typer.Option(..., "--out", help="Output HDF5 file (CaloChallenge layout)."),
+    workers: int = typer.Option(None, "--workers", help="Local worker processes [default: all cores]."),
+    scheduler: str = typer.Option(None, "--scheduler", help="Address of a Dask scheduler to run on instead."),
+    chunk: int = typer.Option(None, "--chunk", help="Showers per task [default: by geometry size]."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Reference showers from the parametrised (GFlash-type) simulator, a stand-in for Geant4."""
+    import time
+
+    from hepgen.errors import OptionError
+    from hepgen.simulate.showers import generate_showers
+
+    if num_showers <= 0:
+        raise OptionError(f"--num-showers must be positive, got {num_showers}")
+    if chunk is not None and chunk <= 0:
+        raise OptionError(f"--chunk must be positive, got {chunk}")
+    if not out.parent.exists():
+        raise OptionError(f"--out: folder {out.parent} does not exist")
+    start = time.perf_counter()
+    generate_showers(geometry.value, num_showers, seed=seed, workers=workers, scheduler=scheduler,
+                     progress=progress, out=out, chunk=chunk,
+                     attrs={"seed": seed, "generator": "hepgen parametrised showers (GFlash-type)"})
+    elapsed = time.perf_counter() - start
+    typer.echo(f"wrote {num_showers} {geometry.value} showers to {out} ({num_showers / elapsed:.0f} showers/s)")

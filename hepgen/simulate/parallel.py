@@ -45,6 +45,7 @@ def run_chunks(
     desc: str = "",
     unit: str = "it",
     progress: bool = True,
+    consume: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
     """Evaluate ``func(*task)`` for every task and return the results in task order.
 
@@ -54,6 +55,11 @@ def run_chunks(
 
     ``weights[i]`` is what task ``i`` adds to the progress bar. In-process, ``func``
     also receives ``progress=callback`` for finer updates.
+
+    With ``consume``, each result is handed to ``consume(i, result)`` in task order as
+    soon as it and all earlier ones are done (results that finish early wait in a
+    buffer), and not kept: the returned list holds ``None``. Producers of large outputs
+    use it to stream chunks into a file.
     """
     if workers is not None and workers < 1:
         raise OptionError(f"--workers must be at least 1, got {workers}")
@@ -63,13 +69,20 @@ def run_chunks(
         if scheduler is None:
             workers = min(workers or default_workers(), len(tasks))
             if workers <= 1:
-                return [func(*task, progress=bar.update) for task in tasks]
-        return _run_dask(func, tasks, weights, workers, scheduler, bar)
+                results = []
+                for i, task in enumerate(tasks):
+                    result = func(*task, progress=bar.update)
+                    if consume is not None:
+                        consume(i, result)
+                        result = None
+                    results.append(result)
+                return results
+        return _run_dask(func, tasks, weights, workers, scheduler, bar, consume)
     finally:
         bar.close()
 
 
-def _run_dask(func, tasks, weights, workers, scheduler, bar) -> list[Any]:
+def _run_dask(func, tasks, weights, workers, scheduler, bar, consume=None) -> list[Any]:
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -91,9 +104,17 @@ def _run_dask(func, tasks, weights, workers, scheduler, bar) -> list[Any]:
         futures = [client.submit(func, *task, pure=False) for task in tasks]
         index = {f.key: i for i, f in enumerate(futures)}
         results: list[Any] = [None] * len(tasks)
+        waiting: dict[int, Any] = {}
+        next_index = 0
         for fut in as_completed(futures):
             i = index[fut.key]
-            results[i] = fut.result()
+            if consume is None:
+                results[i] = fut.result()
+            else:
+                waiting[i] = fut.result()
+                while next_index in waiting:
+                    consume(next_index, waiting.pop(next_index))
+                    next_index += 1
             bar.update(weights[i])
             fut.release()
         return results

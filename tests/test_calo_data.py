@@ -1,0 +1,156 @@
+"""Calorimeter geometries, the CaloChallenge file layout and the parametrised shower simulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hepgen.data.calo import ShowerSample, iter_showers, read_showers, write_showers
+from hepgen.data.geometry import load_geometry, read_binning_xml
+from hepgen.errors import InputFileError, InvalidDataError, OptionError
+from hepgen.simulate.showers import generate_showers, simulate_chunk
+
+
+@pytest.mark.parametrize("name,voxels,layers", [("ds1-photons", 368, 5), ("ds1-pions", 533, 7),
+                                                ("ds2", 6480, 45), ("ds3", 40500, 45), ("ild-photons", 27000, 30)])
+def test_geometry_sizes(name, voxels, layers):
+    geo = load_geometry(name)
+    assert geo.num_voxels == voxels
+    assert geo.num_layers == layers
+    table = geo.voxel_table()
+    assert len(table["x"]) == voxels
+    # every voxel centre maps back onto its own voxel
+    idx = geo.voxel_index(table["layer"], table["x"], table["y"])
+    np.testing.assert_array_equal(idx, np.arange(voxels))
+
+
+def test_ds2_voxel_order_radius_fastest():
+    geo = load_geometry("ds2")
+    assert geo.shape == (45, 16, 9)
+    t = geo.voxel_table()
+    # the radial bins of the first angular bin of the first layer come first
+    np.testing.assert_array_equal(t["r_bin"][:9], np.arange(9))
+    assert (t["alpha_bin"][:9] == 0).all() and t["alpha_bin"][9] == 1 and t["layer"][144] == 1
+    np.testing.assert_allclose(t["r"][:3], [2.325, 6.975, 11.625])
+    np.testing.assert_allclose(t["alpha"][0], -np.pi + np.pi / 16)
+    # a point beyond the last radial edge (41.85 mm) is outside the readout
+    assert geo.voxel_index(np.array([0]), np.array([50.0]), np.array([0.0]))[0] == -1
+
+
+def test_ds1_layers_follow_the_xml():
+    geo = load_geometry("ds1-photons")
+    assert geo.relevant_layers == (0, 1, 2, 3, 12)
+    np.testing.assert_array_equal(geo.layer_boundaries, [0, 8, 168, 358, 363, 368])
+
+
+def test_bad_geometry_files(tmp_path):
+    with pytest.raises(InputFileError, match="not found"):
+        read_binning_xml(tmp_path / "nope.xml")
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<Bins><Bin><Layer id='0'/></Bin></Bins>")
+    with pytest.raises(InputFileError, match="bad <Layer>"):
+        read_binning_xml(bad)
+    with pytest.raises(OptionError, match="unknown geometry"):
+        load_geometry("ds7")
+
+
+def _sample(n=20, geometry="ds1-photons", seed=0):
+    rng = np.random.default_rng(seed)
+    geo = load_geometry(geometry)
+    showers = rng.exponential(10.0, (n, geo.num_voxels)) * (rng.random((n, geo.num_voxels)) < 0.3)
+    return ShowerSample(rng.uniform(1e3, 1e5, n), showers, geo)
+
+
+def test_write_read_round_trip_and_streaming(tmp_path):
+    sample = _sample(25)
+    path = write_showers(sample, tmp_path / "s.h5")
+    back = read_showers(path)
+    np.testing.assert_array_equal(back.showers, sample.showers)
+    np.testing.assert_array_equal(back.incident_energies, sample.incident_energies)
+    assert back.geometry.name == "ds1-photons"
+    chunks = list(iter_showers(path, chunk_size=10))
+    assert [len(c) for c in chunks] == [10, 10, 5]
+    np.testing.assert_array_equal(np.concatenate([c.showers for c in chunks]), sample.showers)
+
+
+def test_bad_shower_arrays_and_files(tmp_path):
+    geo = load_geometry("ds1-photons")
+    good = np.ones((3, 368))
+    with pytest.raises(InvalidDataError, match="368"):
+        ShowerSample(np.ones(3), np.ones((3, 367)), geo)
+    with pytest.raises(InvalidDataError, match="negative"):
+        ShowerSample(np.ones(3), -good, geo)
+    with pytest.raises(InvalidDataError, match="NaN"):
+        ShowerSample(np.ones(3), np.where(np.eye(3, 368) > 0, np.nan, good), geo)
+    with pytest.raises(InvalidDataError, match="2 incident energies but 3 showers"):
+        ShowerSample(np.ones(2), good, geo)
+    with pytest.raises(InvalidDataError, match="empty"):
+        ShowerSample(np.ones(0), np.ones((0, 368)), geo)
+    with pytest.raises(InputFileError, match="not found"):
+        read_showers(tmp_path / "missing.h5")
+    # a file read with the wrong geometry is rejected, an existing file survives a failed write
+    path = write_showers(ShowerSample(np.ones(3), good, geo), tmp_path / "s.h5")
+    before = path.read_bytes()
+    with pytest.raises(InvalidDataError, match="geometry ds2"):
+        read_showers(path, geometry="ds2")
+    from hepgen.data.calo import ShowerWriter
+
+    with pytest.raises(InvalidDataError):
+        with ShowerWriter(path, geo) as writer:
+            writer.write(ShowerSample(np.ones(3), good, geo))
+            writer.write(ShowerSample(np.ones(1), np.ones((1, 6480)), load_geometry("ds2")))  # wrong geometry
+    assert path.read_bytes() == before
+    assert not list(tmp_path.glob(".s.h5.*"))
+
+
+def test_simulator_is_reproducible_for_any_worker_count(tmp_path):
+    a = generate_showers("ds1-photons", 60, seed=4, workers=1, progress=False, chunk=25)
+    b = generate_showers("ds1-photons", 60, seed=4, workers=2, progress=False, chunk=25)
+    c = generate_showers("ds1-photons", 60, seed=5, workers=1, progress=False, chunk=25)
+    np.testing.assert_array_equal(a.showers, b.showers)
+    assert not np.array_equal(a.showers, c.showers)
+    # streaming into a file gives the same showers
+    generate_showers("ds1-photons", 60, seed=4, workers=1, progress=False, chunk=25, out=tmp_path / "s.h5")
+    np.testing.assert_array_equal(read_showers(tmp_path / "s.h5").showers, a.showers)
+
+
+def test_em_shower_physics_ds2():
+    energy, showers = simulate_chunk("ds2", 300, 11)
+    layers = showers.reshape(-1, 45, 144).sum(2)
+    depth = (layers * np.arange(45)).sum(1) / layers.sum(1)
+    # the shower maximum moves deeper like ln E (GFlash: T = ln(E/E_c) - 0.858 X0, 0.403 X0 per layer)
+    slope = np.polyfit(np.log(energy), depth, 1)[0]
+    assert 1.8 < slope < 3.2, slope
+    response = showers.sum(1) / energy
+    assert 0.8 < np.median(response) < 1.0
+    # relative resolution improves with energy (sampling fluctuations ~ 1/sqrt(E)); above
+    # ~100 GeV the longitudinal leakage out of 18 X0 dominates, as in the real detector
+    low, high = response[energy < 3e3], response[(energy > 2e4) & (energy < 6e4)]
+    assert np.std(low) > 1.5 * np.std(high)
+    # the recorded minimum of the dataset
+    assert showers[showers > 0].min() >= 15.15e-3
+    # more hits for more energy
+    hits = (showers > 0).sum(1)
+    assert np.corrcoef(np.log(energy), hits)[0, 1] > 0.8
+
+
+def test_incident_energy_spectra_and_pions():
+    e1, photons = simulate_chunk("ds1-photons", 300, 1)
+    np.testing.assert_allclose(np.unique(e1), 256.0 * 2.0 ** np.arange(15))
+    e2, pions = simulate_chunk("ds1-pions", 300, 1)
+    assert set(np.unique(e2)) <= set(256.0 * 2.0 ** np.arange(15))
+    e3, _ = simulate_chunk("ild-photons", 50, 1)
+    assert e3.min() >= 10e3 and e3.max() <= 100e3
+    # pions reach the tile calorimeter, photons barely; pion response fluctuates more
+    tile_pi = pions[:, 213:].sum(1) / np.maximum(pions.sum(1), 1e-9)
+    tile_g = photons[:, 363:].sum(1) / photons.sum(1)
+    assert tile_pi.mean() > 0.3 > 0.05 > tile_g.mean()
+    high = e1 > 5e4
+    assert np.std(pions.sum(1)[high] / e2[high]) > 2 * np.std(photons.sum(1)[high] / e1[high])
+
+
+def test_ild_hits_show_the_mip_peak():
+    _, showers = simulate_chunk("ild-photons", 40, 2)
+    hits = showers[showers > 0.1]
+    counts, edges = np.histogram(hits, bins=np.linspace(0.1, 1.0, 19))
+    assert 0.12 < edges[np.argmax(counts)] < 0.25
