@@ -64,3 +64,27 @@ def test_bad_inputs():
     with pytest.raises(InvalidDataError, match="empty"):
         StandardScaler().fit(np.zeros((0, 3)))
     assert isinstance(from_dict(Chain([StandardScaler().fit(np.ones((3, 2)))]).to_dict()), Chain)
+
+
+def test_calo_energy_parametrisation_round_trips_exactly():
+    from hepgen.simulate.showers import simulate_chunk
+    from hepgen.transforms.base import from_dict
+    from hepgen.transforms.calo import CaloShowerTransform, energies_to_u, layer_energies, u_to_energies
+
+    e_inc, showers = simulate_chunk("ds2", 40, 3)
+    t = CaloShowerTransform("ds2", threshold=0.0).fit(showers)
+    u, x, c = t.transform(showers, e_inc)
+    assert u.shape == (40, 45) and x.shape == (40, 6480) and c.shape == (40, 1)
+    assert 0 <= u.min() and u[:, 1:].max() <= 1 and u[:, 0].max() < 1  # f = 2.85 keeps u_0 in [0, 1]
+    assert 0 <= c.min() and c.max() <= 1
+    np.testing.assert_allclose(x.mean(0), 0, atol=1e-6)
+    back, e_back = from_dict(t.to_dict()).inverse_transform(u, x, c)  # after a JSON round trip
+    np.testing.assert_allclose(back, showers, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(e_back, e_inc, rtol=1e-12)
+    layers = layer_energies(showers.astype(np.float64), t.geometry.layer_boundaries)
+    np.testing.assert_allclose(u_to_energies(energies_to_u(layers, e_inc, 2.85), e_inc, 2.85), layers,
+                               rtol=1e-12, atol=1e-9)
+    # post-processing: each layer carries exactly the energy the u variables give it,
+    # whatever the shape network outputs
+    noisy, _ = t.inverse_transform(u, x + np.random.default_rng(0).normal(0, 0.3, x.shape), c)
+    np.testing.assert_allclose(layer_energies(noisy, t.geometry.layer_boundaries), layers, rtol=1e-9, atol=1e-6)
