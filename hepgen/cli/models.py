@@ -9,7 +9,7 @@ import typer
 
 def train(
     model: str = typer.Argument(..., help="Model name, e.g. mdma-gan, mdma-flow, epic-gan, tgan."),
-    data: Path = typer.Option(..., "--data", help="Training jets (JetNet-layout HDF5)."),
+    data: Path = typer.Option(..., "--data", help="Training data: jets (JetNet layout) or showers (CaloChallenge layout)."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (config, transforms, checkpoints, weights)."),
     config: Path = typer.Option(None, "--config", help="YAML overriding sections network/training/sampler."),
     max_epochs: int = typer.Option(None, "--max-epochs", help="Stop after this many epochs."),
@@ -19,9 +19,19 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     devices: str = typer.Option("auto", "--devices", help="Lightning devices: auto, a count, or a list like 0,1."),
     num_nodes: int = typer.Option(1, "--num-nodes", help="Nodes for multi-node DDP (launched by your scheduler)."),
+    num_showers: int = typer.Option(None, "--num-showers", help="Use only the first N showers of --data (calorimeter models)."),
 ) -> None:
     """Train a generative model; the run folder then samples with `hepgen sample RUN_DIR`."""
+    from hepgen.models.assemblies.calo import CALO_MODELS
     from hepgen.training.run import train_jet_model
+
+    if model in CALO_MODELS:
+        from hepgen.training.calo import train_calo_model
+
+        run = train_calo_model(model, data, out, config, max_epochs, max_time, seed, resume,
+                               devices=devices, num_nodes=num_nodes, num_showers=num_showers)
+        typer.echo(f"run folder: {run}")
+        return
 
     run = train_jet_model(model, data, out, config, max_epochs, max_time, num_particles, seed, resume,
                           devices=devices, num_nodes=num_nodes)
@@ -30,11 +40,11 @@ def train(
 
 def sample(
     model: str = typer.Argument(..., help="A run folder or a shipped model (see `hepgen models`)."),
-    num: int = typer.Option(..., "--num", help="Number of jets."),
+    num: int = typer.Option(..., "--num", help="Number of jets or showers."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same file."),
-    out: Path = typer.Option(..., "--out", help="Output HDF5 file (JetNet layout)."),
-    batch_size: int = typer.Option(10_000, "--batch-size", help="Jets per forward pass."),
-    solver: str = typer.Option(None, "--solver", help="ODE solver of flow-matching models (euler, midpoint, rk4, dopri5)."),
+    out: Path = typer.Option(..., "--out", help="Output HDF5 file (JetNet or CaloChallenge layout)."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Jets (default 10000) or showers (default 1000) per forward pass."),
+    solver: str = typer.Option(None, "--solver", help="ODE solver of flow-matching models (euler, midpoint, rk4, dopri5; bespoke for calodream)."),
     steps: int = typer.Option(None, "--steps", help="ODE solver steps of flow-matching models."),
 ) -> None:
     """Sample jets from a trained or shipped model."""
@@ -44,11 +54,25 @@ def sample(
     from hepgen.errors import OptionError
     from hepgen.models.registry import load_model
 
-    if batch_size <= 0:
+    if batch_size is not None and batch_size <= 0:
         raise OptionError(f"--batch-size must be positive, got {batch_size}")
+    if num <= 0:
+        raise OptionError(f"--num must be positive, got {num}")
     if not out.parent.exists():
         raise OptionError(f"--out: folder {out.parent} does not exist")
     surrogate = load_model(model)
+    from hepgen.models.assemblies.calo import CaloSurrogate
+
+    if isinstance(surrogate, CaloSurrogate):
+        from hepgen.data.calo import write_showers
+
+        start = time.perf_counter()
+        showers = surrogate.sample(num, seed=seed, batch_size=batch_size or 1000, method=solver, steps=steps)
+        elapsed = time.perf_counter() - start
+        write_showers(showers, out, attrs={"model": surrogate.cfg["model"], "seed": seed})
+        typer.echo(f"wrote {num} {surrogate.cfg['geometry']} showers to {out} ({1e3 * elapsed / num:.2f} ms per shower)")
+        return
+    batch_size = batch_size or 10_000
     start = time.perf_counter()
     jets = surrogate.sample(num, seed=seed, batch_size=batch_size, method=solver, steps=steps, progress=True)
     elapsed = time.perf_counter() - start

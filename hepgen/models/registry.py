@@ -9,12 +9,30 @@ from hepgen.models.assemblies.jets import JetSurrogate
 from hepgen.shipped import shipped_models
 
 
-def load_model(name_or_folder: str | Path) -> JetSurrogate:
+def _load(folder: Path):
+    """Jet or calorimeter surrogate, by the model named in the folder's config.yaml."""
+    import yaml
+
+    from hepgen.models.assemblies.calo import CALO_MODELS, CaloSurrogate
+
+    cfg_path = folder / "config.yaml"
+    if cfg_path.is_file():
+        try:
+            model = (yaml.safe_load(cfg_path.read_text()) or {}).get("model")
+        except yaml.YAMLError:
+            raise InputFileError(f"{cfg_path}: not valid YAML") from None
+        if model in CALO_MODELS:
+            return CaloSurrogate.load(folder)
+    return JetSurrogate.load(folder)
+
+
+def load_model(name_or_folder: str | Path):
+    """A trained model (:class:`JetSurrogate` or :class:`CaloSurrogate`) by run folder or shipped name."""
     path = Path(name_or_folder)
     if path.is_dir():
-        return JetSurrogate.load(path)
+        return _load(path)
     shipped = shipped_models()
     if str(name_or_folder) in shipped:
-        return JetSurrogate.load(shipped[str(name_or_folder)])
+        return _load(shipped[str(name_or_folder)])
     names = ", ".join(shipped) or "none shipped"
     raise InputFileError(f"{name_or_folder}: neither a run folder nor a shipped model ({names})")

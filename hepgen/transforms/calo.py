@@ -86,12 +86,15 @@ class CaloShowerTransform(Transform):
 
     def __init__(self, geometry: str = "ds2", f: float = 2.85, alpha: float = 1e-6, threshold: float = 15.15e-3,
                  e_range: Sequence[float] = (1e3, 1e6), mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None):
+                 std: Sequence[float] | None = None, u_mean: Sequence[float] | None = None,
+                 u_std: Sequence[float] | None = None):
         self.geometry_name = geometry
         self.f, self.alpha, self.threshold = float(f), float(alpha), float(threshold)
         self.e_range = (float(e_range[0]), float(e_range[1]))
         self.mean = None if mean is None else np.asarray(mean, np.float64)
         self.std = None if std is None else np.asarray(std, np.float64)
+        self.u_mean = None if u_mean is None else np.asarray(u_mean, np.float64)
+        self.u_std = None if u_std is None else np.asarray(u_std, np.float64)
 
     @property
     def geometry(self) -> CaloGeometry:
@@ -119,7 +122,20 @@ class CaloShowerTransform(Transform):
         z = logit(self._normalised(showers), self.alpha)
         self.mean = z.mean(0)
         self.std = np.where(z.std(0) > 1e-6, z.std(0), 1.0)  # constant voxels (never hit) stay 0
+        if e_inc is not None:  # statistics of the logit energy variables for the energy networks
+            u = energies_to_u(layer_energies(showers, self.geometry.layer_boundaries), e_inc, self.f)
+            lu = logit(np.clip(u, 0, 1), self.alpha)
+            self.u_mean, self.u_std = lu.mean(0), np.where(lu.std(0) > 1e-6, lu.std(0), 1.0)
         return self
+
+    def u_to_latent(self, u: np.ndarray) -> np.ndarray:
+        """Energy variables -> standardised logits (what the energy networks model)."""
+        if self.u_mean is None:
+            raise InvalidDataError("the shower transform was fitted without incident energies")
+        return (logit(np.clip(u, 0, 1), self.alpha) - self.u_mean) / self.u_std
+
+    def u_from_latent(self, z: np.ndarray) -> np.ndarray:
+        return np.clip(expit(np.asarray(z, np.float64) * self.u_std + self.u_mean, self.alpha), 0, 1)
 
     def transform(self, showers, e_inc=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(N, voxels) showers and (N,) or (N, 1) E_inc -> (u (N, L), x (N, voxels), c (N, 1))."""
@@ -147,4 +163,6 @@ class CaloShowerTransform(Transform):
     def params(self) -> dict[str, Any]:
         return {"geometry": self.geometry_name, "f": self.f, "alpha": self.alpha, "threshold": self.threshold,
                 "e_range": list(self.e_range), "mean": None if self.mean is None else self.mean.tolist(),
-                "std": None if self.std is None else self.std.tolist()}
+                "std": None if self.std is None else self.std.tolist(),
+                "u_mean": None if self.u_mean is None else self.u_mean.tolist(),
+                "u_std": None if self.u_std is None else self.u_std.tolist()}

@@ -1,0 +1,209 @@
+"""Training of the calorimeter models with PyTorch Lightning.
+
+``calodream`` trains in stages, each a Lightning fit with its own checkpoint
+(``checkpoints/energy.ckpt``, ``checkpoints/shape.ckpt``): the energy network, then the
+shape network (EMA of its weights for sampling), then the bespoke solvers against
+reference solves of the frozen shape network. ``caloinn`` is one maximum-likelihood fit.
+``--max-time`` is shared between the stages (``training.energy_share`` for the energy
+network). The run folder holds config.yaml, transform.json, weights.pt, checkpoints and
+the Lightning CSV logs, and samples with ``hepgen sample RUN_DIR`` alone.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from lightning import LightningModule, Trainer, seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader, TensorDataset
+
+from hepgen.data.calo import read_showers
+from hepgen.errors import InputFileError, OptionError
+from hepgen.models.assemblies.calo import CaloSurrogate, calo_config
+from hepgen.models.blocks.bespoke import train_bespoke
+from hepgen.training.modules import _ema
+from hepgen.training.run import _read_config
+from hepgen.transforms.calo import CaloShowerTransform
+
+
+class EnergyModule(LightningModule):
+    def __init__(self, net, lr: float = 1e-3, **_):
+        super().__init__()
+        self.net, self.lr = net, lr
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.net.parameters(), lr=self.lr)
+
+    def training_step(self, batch, batch_idx):
+        u, c = batch
+        loss = self.net.loss(u, c)
+        self.log("energy_cfm_loss", loss, prog_bar=True, batch_size=len(u))
+        return loss
+
+
+class ShapeModule(LightningModule):
+    """CFM on the normalised voxels, conditioned on (c, u)."""
+
+    def __init__(self, net, lr: float = 1e-3, ema_decay: float | None = 0.999, **_):
+        super().__init__()
+        self.net, self.lr = net, lr
+        self.ema = _ema(net, ema_decay)
+
+    def sampling_network(self):
+        return self.ema.module if self.ema is not None else self.net
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr)
+        return opt
+
+    def training_step(self, batch, batch_idx):
+        x1, c, u = batch
+        x0 = torch.randn_like(x1)
+        t = torch.rand(len(x1), device=x1.device)
+        xt = (1 - t[:, None]) * x0 + t[:, None] * x1
+        loss = ((self.net(t, xt, (c, u)) - (x1 - x0)) ** 2).mean()
+        self.log("shape_cfm_loss", loss, prog_bar=True, batch_size=len(x1))
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.ema is not None:
+            self.ema.update_parameters(self.net)
+
+
+class INNModule(LightningModule):
+    def __init__(self, flow, lr: float = 1e-4, **_):
+        super().__init__()
+        self.flow, self.lr = flow, lr
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.flow.parameters(), lr=self.lr)
+
+    def training_step(self, batch, batch_idx):
+        y, c = batch
+        nll = -self.flow(c).log_prob(y).mean() / y.shape[1]
+        self.log("nll_per_dim", nll, prog_bar=True, batch_size=len(y))
+        return nll
+
+
+def _fit(module, loader, out: Path, stage: str, max_epochs: int, max_time: float | None, resume: bool, progress: bool,
+         devices, num_nodes) -> None:
+    ckpt = out / "checkpoints" / f"{stage}.ckpt"
+    trainer = Trainer(
+        max_epochs=max_epochs,
+        max_time={"seconds": max_time * 60} if max_time else None,
+        accelerator="auto", devices=devices, num_nodes=num_nodes,
+        default_root_dir=out, logger=CSVLogger(out, name="logs", version=stage),
+        callbacks=[ModelCheckpoint(dirpath=out / "checkpoints", filename=stage, save_top_k=1, every_n_epochs=1,
+                                   enable_version_counter=False)],
+        enable_progress_bar=progress, enable_model_summary=False,
+        log_every_n_steps=max(1, min(10, len(loader))), num_sanity_val_steps=0,
+    )
+    trainer.fit(module, loader, ckpt_path=str(ckpt) if resume and ckpt.exists() else None)
+
+
+def train_calo_model(model: str, data: str | os.PathLike, out: str | os.PathLike, config=None,
+                     max_epochs: int | None = None, max_time: float | None = None, seed: int = 0,
+                     resume: bool = False, progress: bool = True, override: dict | None = None,
+                     devices="auto", num_nodes: int = 1, num_showers: int | None = None) -> Path:
+    """Train ``calodream`` or ``caloinn`` on the showers in ``data``; returns the run folder."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputFileError(f"--out: {out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise InputFileError(f"--out: {out} is not empty; choose a new folder or pass --resume")
+    if max_epochs is not None and max_epochs <= 0:
+        raise OptionError(f"--max-epochs must be positive, got {max_epochs}")
+    if max_time is not None and max_time <= 0:
+        raise OptionError(f"--max-time must be positive, got {max_time}")
+    from hepgen.models.assemblies.calo import merge
+    from hepgen.simulate.showers import DETECTORS
+
+    sample = read_showers(data, num_showers=num_showers)
+    geo = sample.geometry
+    user = merge(_read_config(config), override)
+    cfg = yaml.safe_load((out / "config.yaml").read_text()) if resume and (out / "config.yaml").exists() \
+        else calo_config(model, geo.name, user)
+    cfg["training_data"] = str(data)
+    training = cfg["training"]
+    epochs = int(max_epochs or training.get("epochs", 100))
+    seed_everything(seed, workers=True, verbose=False)
+    det = DETECTORS.get(geo.name)
+    e_range = det.energy_range if det else (float(sample.incident_energies.min()), float(sample.incident_energies.max()))
+    threshold = det.threshold if det else 0.0
+    showers = sample.showers.astype(np.float64)
+    e_inc = sample.incident_energies[:, 0].astype(np.float64)
+    if model == "caloinn":  # dequantisation: uniform noise below the recorded minimum (Table B.1 "noise")
+        rng = np.random.default_rng(seed)
+        showers = showers + rng.uniform(0, max(threshold, 1e-6), showers.shape)
+    transform = CaloShowerTransform(geo.name, f=float(training.get("f", 2.85)),
+                                    alpha=float(training.get("alpha", 1e-6)), threshold=threshold,
+                                    e_range=(min(e_range[0], e_inc.min()), max(e_range[1], e_inc.max())))
+    transform.fit(showers, e_inc)
+    u, x, c = transform.transform(showers, e_inc)
+    u_lat = transform.u_to_latent(u)
+    del showers
+    networks = CaloSurrogate.build(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    tensors = [torch.as_tensor(a, dtype=torch.float32) for a in (u_lat, x, c)]
+    bs = int(training.get("batch_size", 64))
+    gen = torch.Generator().manual_seed(seed)
+    started = time.perf_counter()
+    if model == "caloinn":
+        y = torch.cat([tensors[0], tensors[1]], 1)
+        loader = DataLoader(TensorDataset(y, tensors[2]), batch_size=bs, shuffle=True, generator=gen)
+        module = INNModule(networks["flow"], **training)
+        _fit(module, loader, out, "inn", epochs, max_time, resume, progress, devices, num_nodes)
+        networks = {"flow": module.flow.cpu().eval()}
+        solvers = {}
+    else:
+        share = float(training.get("energy_share", 0.2))
+        e_loader = DataLoader(TensorDataset(tensors[0], tensors[2]), batch_size=max(bs, 256), shuffle=True,
+                              generator=gen)
+        e_mod = EnergyModule(networks["energy"], **training)
+        _fit(e_mod, e_loader, out, "energy", epochs, max_time * share if max_time else None, resume, progress,
+             devices, num_nodes)
+        s_loader = DataLoader(TensorDataset(tensors[1], tensors[2], tensors[0]), batch_size=bs, shuffle=True,
+                              generator=gen)
+        s_mod = ShapeModule(networks["shape"], **training)
+        used = (time.perf_counter() - started) / 60
+        _fit(s_mod, s_loader, out, "shape", epochs,
+             max(max_time * 0.9 - used, 0.1) if max_time else None, resume, progress, devices, num_nodes)
+        networks = {"energy": e_mod.net.cpu().eval(), "shape": s_mod.sampling_network().cpu().eval()}
+        solvers = fit_bespoke_solvers(networks["shape"], tensors[2], tensors[0], cfg["sampler"], seed, progress)
+    surrogate = CaloSurrogate(cfg, transform, networks, solvers)
+    surrogate.save(out)
+    return out
+
+
+def fit_bespoke_solvers(shape_net, c: torch.Tensor, u_lat: torch.Tensor, sampler: dict, seed: int = 0,
+                        progress: bool = True) -> dict:
+    """Bespoke solvers (``sampler.bespoke_steps``, default [sampler.steps]) for a frozen shape network."""
+    from hepgen.models.blocks.cfm import integrate
+
+    steps_list = sampler.get("bespoke_steps") or [int(sampler.get("steps", 8))]
+    n = min(int(sampler.get("bespoke_pairs", 256)), len(c))
+    for p in shape_net.parameters():
+        p.requires_grad_(False)
+    g = torch.Generator().manual_seed(seed + 1)
+    idx = torch.randperm(len(c), generator=g)[:n]
+    cond = (c[idx], u_lat[idx])
+    x0 = torch.randn(n, shape_net.vit.patch_size * int(np.prod(shape_net.vit.grid)), generator=g)
+    ref = []
+    with torch.no_grad():
+        for lo in range(0, n, 64):
+            cc = (cond[0][lo:lo + 64], cond[1][lo:lo + 64])
+            mask = torch.ones(len(cc[0]), 1, dtype=torch.bool)
+            ref.append(integrate(lambda t, x, m, k: shape_net(t, x[:, 0], k)[:, None], x0[lo:lo + 64, None], mask, cc,
+                                 method=sampler.get("reference_method", "midpoint"),
+                                 steps=int(sampler.get("reference_steps", 100)))[:, 0])
+    target = torch.cat(ref)
+    return {int(s): train_bespoke(shape_net, x0, target, cond, steps=int(s),
+                                  iterations=int(sampler.get("bespoke_iterations", 300)),
+                                  batch_size=min(64, n), seed=seed, progress=progress) for s in steps_list}
