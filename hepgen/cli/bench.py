@@ -44,3 +44,37 @@ def jets(
     report = run_jets_bench(names, test, train, out, num_jets, batch_size, few_step=grid if few_step else None,
                             few_step_jets=few_step_jets, echo=typer.echo)
     typer.echo(report)
+
+
+@app.command("calo")
+def calo(
+    models: list[str] = typer.Option(None, "--model", help="Shipped model or run folder [default: shipped for the geometry]."),
+    geometry: str = typer.Option("ds2", "--geometry", help="Geometry of the reference samples (made if missing)."),
+    num_showers: int = typer.Option(10_000, "--num-showers", help="Showers in the reference (and each generated) sample."),
+    classifier_epochs: int = typer.Option(50, "--classifier-epochs", help="Epochs of each classifier run."),
+    classifier_runs: int = typer.Option(3, "--classifier-runs", help="Repeated classifier runs (error = spread)."),
+    solver: str = typer.Option(None, "--solver", help="Override the models' default shape solver."),
+    steps: int = typer.Option(None, "--steps", help="Override the models' default solver steps."),
+    data: Path = typer.Option(Path("data/calo"), "--data", help="Folder for the cached reference samples."),
+    out: Path = typer.Option(Path("bench-results"), "--out", help="Folder for calo_bench.md/.json."),
+) -> None:
+    """AUC low/high, FPD/KPD, separation power, ms per shower at batch 1/100/10000, parameters, published rows."""
+    from hepgen.bench.calo import bench_calo
+    from hepgen.data.geometry import load_geometry
+    from hepgen.errors import OptionError
+    from hepgen.shipped import shipped_models
+    from hepgen.simulate.showers import generate_showers
+
+    load_geometry(geometry)
+    if num_showers <= 0:
+        raise OptionError(f"--num-showers must be positive, got {num_showers}")
+    data.mkdir(parents=True, exist_ok=True)
+    reference = data / f"{geometry}_bench_reference_{num_showers}.h5"
+    floor = data / f"{geometry}_bench_floor_{num_showers}.h5"
+    for path, seed in ((reference, 9001), (floor, 9002)):
+        if not path.exists():
+            typer.echo(f"making {path} ...")
+            generate_showers(geometry, num_showers, seed=seed, out=path)
+    names = list(models) if models else [n for n in shipped_models() if n.endswith(f"/{geometry}")]
+    bench_calo(names, reference, floor, out, out / "calo_work", classifier_epochs=classifier_epochs,
+               classifier_runs=classifier_runs, solver=solver, steps=steps, echo=typer.echo)
