@@ -156,3 +156,71 @@ def test_calodream_cli_trains_samples_reproducibly(tmp_path, ds2_showers):
     assert (gen.showers.sum(1) > 0).mean() > 0.5
     assert main(["sample", str(run), "--num", "5", "--solver", "bespoke", "--steps", "7", "--out",
                  str(tmp_path / "x.h5")]) != 0
+
+
+def test_point_cloud_representation_round_trips(ds2_showers):
+    from hepgen.data.geometry import load_geometry
+    from hepgen.transforms.base import from_dict
+    from hepgen.transforms.calo_points import CaloPointTransform, hits_to_showers, showers_to_hits
+
+    geo = load_geometry("ds2")
+    e_inc, showers = ds2_showers
+    energy, bins, mask = showers_to_hits(showers, geo)
+    assert (mask.sum(1) == (showers > 0).sum(1)).all()
+    np.testing.assert_array_equal(hits_to_showers(energy, bins, mask, geo), showers)
+    t = CaloPointTransform("ds2").fit(energy, bins, mask)
+    x = t.transform(energy, bins, mask)
+    assert np.abs(x[mask].mean(0)).max() < 1e-3 and np.abs(x[~mask]).max() == 0
+    e_back, b_back = from_dict(t.to_dict()).inverse_transform(x, mask)
+    np.testing.assert_array_equal(b_back[mask], bins[mask])  # dequantisation stays inside the bin
+    np.testing.assert_allclose(e_back[mask], energy[mask], rtol=1e-4)
+
+
+def test_linear_dequantisation_follows_the_neighbouring_yields():
+    from hepgen.transforms.calo_points import LinearDequantiser
+
+    deq = LinearDequantiser([1.0, 3.0, 3.0])  # rising from bin 0 to bin 1, flat after
+    rng = np.random.default_rng(0)
+    rising = deq.offsets(np.zeros(200_000, dtype=int), rng)
+    flat = deq.offsets(np.ones(200_000, dtype=int), rng)
+    # p(x) ~ 1 + 2x on [0, 1]: mean 7/12; flat: 1/2
+    assert rising.mean() == pytest.approx(7 / 12, abs=3e-3)
+    assert flat.mean() == pytest.approx(0.5, abs=3e-3)
+    assert 0 <= rising.min() and rising.max() < 1
+
+
+def test_collisions_move_to_free_neighbours_and_keep_energy():
+    from hepgen.data.geometry import load_geometry
+    from hepgen.transforms.calo_points import hits_to_showers, resolve_collisions, rotate_alpha
+
+    geo = load_geometry("ds2")
+    bins = np.array([[[5, 3, 2], [5, 3, 2], [5, 3, 2], [0, 0, 0]]])
+    energy = np.array([[10.0, 5.0, 1.0, 0.0]])
+    mask = np.array([[True, True, True, False]])
+    moved = resolve_collisions(energy, bins, mask, geo.shape)
+    np.testing.assert_array_equal(moved[0, 0], [5, 3, 2])  # the brightest hit keeps its cell
+    cells = {tuple(b) for b in moved[0, :3]}
+    assert len(cells) == 3 and all(abs(b[1] - 3) <= 1 and abs(b[2] - 2) <= 1 for b in moved[0, :3])
+    showers = hits_to_showers(energy, moved, mask, geo)
+    assert showers.sum() == pytest.approx(16.0) and (showers > 0).sum() == 3
+    rotated = rotate_alpha(moved, 16, np.random.default_rng(1))
+    assert len({tuple(b) for b in rotated[0, :3]}) == 3
+    np.testing.assert_array_equal(rotated[0, :3, [0, 2]], moved[0, :3, [0, 2]])
+
+
+def test_mdma_calo_learns(ds2_showers):
+    from hepgen.data.geometry import load_geometry
+    from hepgen.models.blocks.cfm import FlowMatching
+    from hepgen.transforms.calo_points import CaloPointTransform, showers_to_hits
+
+    e_inc, showers = ds2_showers
+    energy, bins, mask = showers_to_hits(showers[:16], load_geometry("ds2"), max_hits=300)
+    x = torch.as_tensor(CaloPointTransform("ds2").fit(energy, bins, mask).transform(energy, bins, mask))
+    m = torch.as_tensor(mask)
+    c = torch.as_tensor(np.log(e_inc[:16, None] / 1e3) / np.log(1e3), dtype=torch.float32)
+    cfg = calo_config("mdma-calo", "ds2", {"network": {"l_dim": 16, "hidden": 32, "heads": 2, "num_blocks": 2}})
+    torch.manual_seed(0)
+    net = CaloSurrogate.build(cfg)["velocity"]
+    fm = FlowMatching()
+    first, last = _train(lambda: fm.loss(net, x, m, cond=c), net.parameters(), steps=40)
+    assert last < 0.85 * first

@@ -76,6 +76,34 @@ class ShapeModule(LightningModule):
             self.ema.update_parameters(self.net)
 
 
+class PointCFMModule(LightningModule):
+    """CFM on hit clouds (B, M, 4) with masks, conditioned on the scaled log E_inc."""
+
+    def __init__(self, net, lr: float = 1e-3, ema_decay: float | None = 0.999, **_):
+        super().__init__()
+        from hepgen.models.blocks.cfm import FlowMatching
+
+        self.net, self.lr = net, lr
+        self.ema = _ema(net, ema_decay)
+        self.fm = FlowMatching()
+
+    def sampling_network(self):
+        return self.ema.module if self.ema is not None else self.net
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.net.parameters(), lr=self.lr)
+
+    def training_step(self, batch, batch_idx):
+        x, mask, c = batch
+        loss = self.fm.loss(self.net, x, mask, cond=c)
+        self.log("cfm_loss", loss, prog_bar=True, batch_size=len(x))
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.ema is not None:
+            self.ema.update_parameters(self.net)
+
+
 class INNModule(LightningModule):
     def __init__(self, flow, lr: float = 1e-4, **_):
         super().__init__()
@@ -124,6 +152,9 @@ def train_calo_model(model: str, data: str | os.PathLike, out: str | os.PathLike
     from hepgen.models.assemblies.calo import merge
     from hepgen.simulate.showers import DETECTORS
 
+    if model == "mdma-calo":
+        return _train_points(data, out, config, override, max_epochs, max_time, seed, resume, progress, devices,
+                             num_nodes, num_showers)
     sample = read_showers(data, num_showers=num_showers)
     geo = sample.geometry
     user = merge(_read_config(config), override)
@@ -207,3 +238,52 @@ def fit_bespoke_solvers(shape_net, c: torch.Tensor, u_lat: torch.Tensor, sampler
     return {int(s): train_bespoke(shape_net, x0, target, cond, steps=int(s),
                                   iterations=int(sampler.get("bespoke_iterations", 300)),
                                   batch_size=min(64, n), seed=seed, progress=progress) for s in steps_list}
+
+
+def _train_points(data, out: Path, config, override, max_epochs, max_time, seed, resume, progress, devices,
+                  num_nodes, num_showers) -> Path:
+    """mdma-calo: hits of each shower as a point cloud, CFM with mean-field blocks."""
+    from hepgen.models.assemblies.calo import merge
+    from hepgen.simulate.showers import DETECTORS
+    from hepgen.training.data import JetDataModule
+    from hepgen.transforms.calo_points import CaloPointTransform, HitCountModel, showers_to_hits
+
+    probe = read_showers(data, num_showers=1)
+    user = merge(_read_config(config), override)
+    cfg = yaml.safe_load((out / "config.yaml").read_text()) if resume and (out / "config.yaml").exists() \
+        else calo_config("mdma-calo", probe.geometry.name, user)
+    training = cfg["training"]
+    limit = num_showers or int(training.get("max_showers", 20_000))
+    sample = read_showers(data, num_showers=limit)
+    geo = sample.geometry
+    seed_everything(seed, workers=True, verbose=False)
+    det = DETECTORS.get(geo.name)
+    e_inc = sample.incident_energies[:, 0].astype(np.float64)
+    e_range = det.energy_range if det else (float(e_inc.min()), float(e_inc.max()))
+    energy, bins, mask = showers_to_hits(sample.showers, geo)
+    transform = CaloPointTransform(geo.name, threshold=det.threshold if det else 0.0).fit(energy, bins, mask, seed)
+    x = transform.transform(energy, bins, mask, seed)
+    del energy, bins, sample
+    cfg.update(training_data=str(data), e_range=[float(e_range[0]), float(e_range[1])],
+               hit_count=HitCountModel.fit(e_inc, mask.sum(1), geo.num_voxels).to_dict())
+    c = ((np.log(e_inc) - np.log(e_range[0])) / (np.log(e_range[1]) - np.log(e_range[0])))[:, None]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    networks = CaloSurrogate.build(cfg)
+    module = PointCFMModule(networks["velocity"], **training)
+    dm = JetDataModule(x, mask, c, batch_size=int(training.get("batch_size", 16)), seed=seed, trim=True)
+    ckpt = out / "checkpoints" / "points.ckpt"
+    trainer = Trainer(
+        max_epochs=int(max_epochs or training.get("epochs", 100)),
+        max_time={"seconds": max_time * 60} if max_time else None,
+        accelerator="auto", devices=devices, num_nodes=num_nodes, default_root_dir=out,
+        logger=CSVLogger(out, name="logs", version="points"),
+        callbacks=[ModelCheckpoint(dirpath=out / "checkpoints", filename="points", save_top_k=1, every_n_epochs=1,
+                                   enable_version_counter=False)],
+        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=10,
+        use_distributed_sampler=False, num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if resume and ckpt.exists() else None)
+    surrogate = CaloSurrogate(cfg, transform, {"velocity": module.sampling_network().cpu().eval()})
+    surrogate.save(out)
+    return out

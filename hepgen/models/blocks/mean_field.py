@@ -7,7 +7,9 @@ every particle independently (cost O(n)):
 1. phi: particles (l_dim) -> keys/values (hidden);
 2. cross-attention with the mean field as the only query (padded particles masked);
 3. Omega: the attended field, the previous field, the particle count n (and an
-   optional condition such as a time embedding) -> the new mean field;
+   optional condition such as a time embedding) -> the new mean field; with
+   ``gated=True`` the new field is multiplied by sigmoid(Omega_c(n, condition)), the
+   gated linear unit of the calorimeter version (seed 000 eq. 6.5);
 4. psi: each particle together with the new mean field (and the condition) -> a
    residual update of the particle; padded particles stay zero.
 
@@ -41,6 +43,7 @@ class MeanFieldBlock(nn.Module):
         max_particles: int = 150,
         norm: bool = False,
         dropout: float = 0.0,
+        gated: bool = False,
     ):
         super().__init__()
         if hidden % heads:
@@ -55,6 +58,7 @@ class MeanFieldBlock(nn.Module):
             nn.Linear(hidden, l_dim),
         )
         self.norm = nn.LayerNorm(l_dim) if norm else nn.Identity()
+        self.gate = nn.Linear(2 + cond_dim, hidden) if gated else None
 
     def forward(self, x, mean_field, mask, n, cond=None):
         B, N, _ = x.shape
@@ -62,7 +66,10 @@ class MeanFieldBlock(nn.Module):
         h = self.phi(torch.cat([x, *c_part], dim=-1))
         attended, _ = self.attn(mean_field[:, None, :], h, h, key_padding_mask=~mask, need_weights=False)
         c = [] if cond is None else [cond]
-        mean_field = self.omega(torch.cat([attended[:, 0], mean_field, count_features(n, self.max_particles), *c], -1))
+        counts = count_features(n, self.max_particles)
+        mean_field = self.omega(torch.cat([attended[:, 0], mean_field, counts, *c], -1))
+        if self.gate is not None:
+            mean_field = mean_field * torch.sigmoid(self.gate(torch.cat([counts, *c], -1)))
         update = self.psi(torch.cat([h, mean_field[:, None, :].expand(B, N, -1), *c_part], dim=-1))
         x = self.norm(x + update) * mask[..., None]
         return x, mean_field
@@ -81,13 +88,14 @@ class MeanFieldBody(nn.Module):
         cond_dim: int = 0,
         max_particles: int = 150,
         norm: bool = False,
+        gated: bool = False,
     ):
         super().__init__()
         self.max_particles = max_particles
         self.alpha = nn.Linear(in_dim, l_dim)
         self.init_field = nn.Linear(l_dim, hidden)
         self.blocks = nn.ModuleList(
-            MeanFieldBlock(l_dim, hidden, heads, cond_dim, max_particles, norm) for _ in range(num_blocks)
+            MeanFieldBlock(l_dim, hidden, heads, cond_dim, max_particles, norm, gated=gated) for _ in range(num_blocks)
         )
 
     def forward(self, x, mask, cond=None):
