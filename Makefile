@@ -51,6 +51,8 @@ bench: install
 	@test -f data/t30_train.h5 || $(HEPGEN) data jets --jet-type t --num-particles 30 --num-jets 100000 --seed 1 --out data/t30_train.h5
 	@test -f data/t30_test.h5 || $(HEPGEN) data jets --jet-type t --num-particles 30 --num-jets 50000 --seed 2 --out data/t30_test.h5
 	$(HEPGEN) bench jets --test data/t30_test.h5 --train data/t30_train.h5 --out bench-results
+	$(HEPGEN) bench calo --geometry ds2 --num-showers 10000 --out bench-results
+	$(HEPGEN) bench calo --geometry ds1-photons --num-showers 10000 --out bench-results/ds1-photons
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

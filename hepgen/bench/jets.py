@@ -91,6 +91,49 @@ def run_jets_bench(
     pythia_us = pythia_core_us / workers
     results["pythia"] = {"us_per_jet_one_core": pythia_core_us, "us_per_jet": pythia_us, "cores": workers}
 
+    def write() -> str:
+        """(Re)write the report with what is done so far, so an interrupted run keeps its rows."""
+        done = [n for n in models if n in results]
+        device = "GPU" if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+        md = [
+            f"# Jet models vs Pythia: {num_jets} generated vs {min(num_jets, len(test_jets))} test jets, {P} particles",
+            "",
+            f"Sampling on {device}, batch size {batch_size}. Pythia 8 + FastJet measured in the same run: "
+            f"{pythia_core_us:.0f} µs per jet on one core, i.e. {pythia_us:.0f} µs per jet on all {workers} cores "
+            "(the 'Pythia' column and the speed-up use the all-core figure).",
+            "",
+            "| model | " + " | ".join(label for _, label in TABLE_COLUMNS) + " | µs per jet | × faster than Pythia | parameters |",
+            "|---" * (len(TABLE_COLUMNS) + 4) + "|",
+        ]
+        for name in done:
+            e = results[name]
+            e["at_floor"] = at_floor(e["metrics"], floor)
+            md.append(f"| {name} | " + " | ".join(format_row(e["metrics"])) +
+                      f" | {e['us_per_jet']:.1f} | {e['speedup_vs_pythia']:.0f} | {e['parameters']:,} |")
+        md.append("| truth floor | " + " | ".join(format_row(floor)) + " | – | – | – |")
+        md.append(f"| Pythia + FastJet | – | – | – | – | – | {pythia_us:.0f} | 1 | – |")
+        for name in done:
+            if results[name].get("few_step"):
+                md += ["", f"## {name}: quality against function evaluations ({few_step_jets} generated jets each)", "",
+                       "| solver | steps | NFE | " + " | ".join(label for _, label in TABLE_COLUMNS) + " | µs per jet |",
+                       "|---" * (len(TABLE_COLUMNS) + 4) + "|"]
+                for r in results[name]["few_step"]:
+                    md.append(f"| {r['method']} | {r['steps']} | {r['nfe']} | " + " | ".join(format_row(r["metrics"])) +
+                              f" | {r['us_per_jet']:.1f} |")
+                best = cheapest_at_floor(results[name]["few_step"], floor)
+                results[name]["cheapest_at_floor"] = best
+                md.append("")
+                md.append(
+                    f"Cheapest solver within the floor bounds: {best['method']} x {best['steps']} ({best['nfe']} NFE)."
+                    if best else "No solver setting meets the floor bounds (W1s <= 3x, FPD <= 5x floor, KPD ~ 0)."
+                )
+        text = "\n".join(md) + "\n"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "jets_bench.md").write_text(text)
+        (out / "jets_bench.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+        return text
+
+    write()
     for name in models:
         echo(f"{name}: sampling {num_jets} jets ...")
         surrogate = load_model(name)
@@ -99,6 +142,7 @@ def run_jets_bench(
         entry = {"metrics": m, "us_per_jet": us, "parameters": surrogate.num_parameters(),
                  "speedup_vs_pythia": pythia_us / us, "sampler": surrogate.cfg.get("sampler")}
         results[name] = entry
+        write()
         if surrogate.family == "cfm":
             table = []
             for method, steps in few_step or []:
@@ -107,43 +151,6 @@ def run_jets_bench(
                 mk = jet_metrics(f_test, JetFeatures.from_particle_features(js.particle_features, calc))
                 table.append({"method": method, "steps": steps, "nfe": function_evaluations(method, steps),
                               "us_per_jet": us_k, "metrics": mk})
-            entry["few_step"] = table
-
-    device = "GPU" if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
-    md = [
-        f"# Jet models vs Pythia: {num_jets} generated vs {min(num_jets, len(test_jets))} test jets, {P} particles",
-        "",
-        f"Sampling on {device}, batch size {batch_size}. Pythia 8 + FastJet measured in the same run: "
-        f"{pythia_core_us:.0f} µs per jet on one core, i.e. {pythia_us:.0f} µs per jet on all {workers} cores "
-        "(the 'Pythia' column and the speed-up use the all-core figure).",
-        "",
-        "| model | " + " | ".join(label for _, label in TABLE_COLUMNS) + " | µs per jet | × faster than Pythia | parameters |",
-        "|---" * (len(TABLE_COLUMNS) + 4) + "|",
-    ]
-    for name in models:
-        e = results[name]
-        e["at_floor"] = at_floor(e["metrics"], floor)
-        md.append(f"| {name} | " + " | ".join(format_row(e["metrics"])) +
-                  f" | {e['us_per_jet']:.1f} | {e['speedup_vs_pythia']:.0f} | {e['parameters']:,} |")
-    md.append("| truth floor | " + " | ".join(format_row(floor)) + " | – | – | – |")
-    md.append(f"| Pythia + FastJet | – | – | – | – | – | {pythia_us:.0f} | 1 | – |")
-    for name in models:
-        if results[name].get("few_step"):
-            md += ["", f"## {name}: quality against function evaluations ({few_step_jets} generated jets each)", "",
-                   "| solver | steps | NFE | " + " | ".join(label for _, label in TABLE_COLUMNS) + " | µs per jet |",
-                   "|---" * (len(TABLE_COLUMNS) + 4) + "|"]
-            for r in results[name]["few_step"]:
-                md.append(f"| {r['method']} | {r['steps']} | {r['nfe']} | " + " | ".join(format_row(r["metrics"])) +
-                          f" | {r['us_per_jet']:.1f} |")
-            best = cheapest_at_floor(results[name]["few_step"], floor)
-            results[name]["cheapest_at_floor"] = best
-            md.append("")
-            md.append(
-                f"Cheapest solver within the floor bounds: {best['method']} x {best['steps']} ({best['nfe']} NFE)."
-                if best else "No solver setting meets the floor bounds (W1s <= 3x, FPD <= 5x floor, KPD ~ 0)."
-            )
-    text = "\n".join(md) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "jets_bench.md").write_text(text)
-    (out / "jets_bench.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
-    return text
+                entry["few_step"] = table
+                write()
+    return write()

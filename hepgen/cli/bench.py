@@ -33,6 +33,9 @@ def jets(
     batch_size: int = typer.Option(10_000, "--batch-size", help="Batch size of the timed sampling."),
     few_step: bool = typer.Option(True, "--few-step/--no-few-step", help="Solver x steps table for flow models."),
     few_step_jets: int = typer.Option(10_000, "--few-step-jets", help="Generated jets per solver setting."),
+    grid: str = typer.Option("euler:4,euler:8,euler:16,euler:32,midpoint:4,midpoint:8,midpoint:16,midpoint:32,"
+                             "rk4:4,rk4:8,rk4:16,rk4:32,midpoint:100", "--grid",
+                             help="Solver:steps settings of the few-step table, comma separated."),
     out: Path = typer.Option(Path("bench-results"), "--out", help="Folder for jets_bench.md/.json."),
 ) -> None:
     """Thesis table (W1M, W1P, W1EFP, KPD, FPD, µs per jet, parameters) with the truth floor and Pythia."""
@@ -40,7 +43,16 @@ def jets(
     from hepgen.shipped import shipped_models
 
     names = list(models) if models else [n for n in shipped_models() if n.endswith("/t30")]
-    grid = [(m, s) for m in ("euler", "midpoint", "rk4") for s in (4, 8, 16, 32)] + [("midpoint", 100)]
+    from hepgen.errors import OptionError
+    from hepgen.models.blocks.cfm import SOLVER_NFE
+
+    try:
+        grid = [(m.strip(), int(s)) for m, s in (item.split(":") for item in grid.split(",") if item.strip())]
+    except ValueError:
+        raise OptionError(f"--grid: expected solver:steps pairs like euler:8,rk4:4, got {grid!r}") from None
+    for m, s in grid:
+        if m not in SOLVER_NFE or s < 1:
+            raise OptionError(f"--grid: unknown solver or steps {m}:{s} (solvers: {', '.join(SOLVER_NFE)})")
     report = run_jets_bench(names, test, train, out, num_jets, batch_size, few_step=grid if few_step else None,
                             few_step_jets=few_step_jets, echo=typer.echo)
     typer.echo(report)
