@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from hepgen.data.jetnet import read_jets
+from hepgen.models.assemblies.calo import CALO_MODELS
 from hepgen.models.multiplicity import MultiplicityKDE
 from hepgen.shipped import ROOT
 from hepgen.training.run import full_multiplicity
@@ -33,6 +34,9 @@ def main() -> None:
     dest = ROOT / args.name
     dest.mkdir(parents=True, exist_ok=True)
     cfg = yaml.safe_load((args.run / "config.yaml").read_text())
+    if cfg["model"] in CALO_MODELS:
+        ship_calo(args, cfg, dest)
+        return
     if args.sampler_method:
         cfg["sampler"] = {"method": args.sampler_method, "steps": args.sampler_steps}
     (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -55,6 +59,35 @@ def main() -> None:
         "selection_w1m": selection["w1m"],
         "hardware": "2 CPU cores, one thread per run",
     }
+    (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    print(f"shipped {args.run} as {args.name} in {dest}")
+
+
+def ship_calo(args, cfg: dict, dest: Path) -> None:
+    """Calorimeter runs: config, transform, weights stored as float16 (half the size; the
+    networks load them back into float32), and the card."""
+    import torch
+
+    if args.sampler_method:
+        cfg["sampler"] = {**cfg.get("sampler", {}), "method": args.sampler_method, "steps": args.sampler_steps}
+    (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    shutil.copy(args.run / "transform.json", dest / "transform.json")
+    state = torch.load(args.run / "weights.pt", map_location="cpu", weights_only=True)
+
+    def half(obj):
+        if isinstance(obj, dict):
+            return {k: half(v) for k, v in obj.items()}
+        return obj.half() if torch.is_tensor(obj) and obj.is_floating_point() else obj
+
+    torch.save(half(state), dest / "weights.pt")
+    logs = sorted((args.run / "logs").glob("*/metrics.csv"))
+    epochs = {}
+    for log in logs:
+        rows = [r for r in csv.DictReader(open(log)) if r.get("epoch")]
+        epochs[log.parent.name] = max(int(r["epoch"]) for r in rows) + 1 if rows else 0
+    card = {"summary": args.summary or f"{cfg['model']} on {cfg['geometry']}", "model": cfg["model"],
+            "geometry": cfg["geometry"], "training_data": cfg.get("training_data"), "epochs_trained": epochs,
+            "hardware": "2 CPU cores, one thread per run", "weights": "float16 on disk"}
     (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
     print(f"shipped {args.run} as {args.name} in {dest}")
 

@@ -186,3 +186,24 @@ def test_data_calo_cli(tmp_path, capsys):
     _expect_error(capsys, ["data", "calo", "--geometry", "ds2", "--num-showers", "5", "--out",
                            str(tmp_path / "no" / "x.h5")], "does not exist")
     assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("name,voxels", [("calodream/ds2", 6480), ("caloinn/ds1-photons", 368), ("mdma-calo/ds2", 6480)])
+def test_shipped_calo_models_sample_reproducibly(name, voxels, tmp_path):
+    from hepgen.shipped import shipped_models
+
+    if name not in shipped_models():
+        pytest.skip(f"{name} is not shipped in this checkout")
+    files = []
+    for tag in ("a", "b"):
+        out = tmp_path / f"{tag}.h5"
+        r = run("sample", name, "--num", "30", "--seed", "1", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        files.append(out)
+    assert files[0].read_bytes() == files[1].read_bytes()
+    from hepgen.data.calo import read_showers
+
+    showers = read_showers(files[0])
+    assert showers.showers.shape == (30, voxels)
+    response = showers.showers.sum(1) / showers.incident_energies[:, 0]
+    assert 0.5 < np.median(response) < 1.3  # a trained model deposits about the incident energy
