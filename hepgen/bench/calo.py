@@ -75,12 +75,46 @@ def bench_calo(models: list[str], reference: Path, floor: Path | None, out: Path
     results: dict = {"geometry": geometry, "reference": str(reference), "num_showers": len(real), "models": {}}
     kw = dict(classifier_epochs=classifier_epochs, classifier_runs=classifier_runs, plots=False, echo=lambda *a: None,
               progress=False, classifier_options=classifier_options or {"batch_size": 200, "lr": 1e-3})
+
+    def write() -> list[str]:
+        """(Re)write the report with what is done so far, so an interrupted run keeps its rows."""
+        md = [f"# Calorimeter models on {geometry}: {len(real)} generated vs {len(real)} reference showers", "",
+              "Reference: hepgen's parametrised simulator (a stand-in for Geant4). Times on this CPU.", "",
+              "| model | AUC low | AUC high | FPD | KPD | max sep. power | "
+              + " | ".join(f"ms/shower b={b}" for b in batches) + " | parameters |",
+              "|---" * (7 + len(batches)) + "|"]
+        if "floor" in results:
+            m = results["floor"]
+            md.append(f"| truth floor (reference vs reference) | {_fmt(m, 'auc_low')} | {_fmt(m, 'auc_high')} | "
+                      f"{_fmt(m, 'fpd', 4)} | {_fmt(m, 'kpd', 5)} | {m.get('separation_power_max', {}).get('value', 0):.4f}"
+                      f" | {results['reference_ms_per_shower']:.2f} (simulator, 1 core)" + " |" * len(batches))
+        for name, r in results["models"].items():
+            m, t = r["metrics"], r["ms_per_shower"]
+            sampler = " ".join(str(v) for v in r["sampler"].values() if v)
+            md.append(f"| {name} {('(' + sampler + ')') if sampler else ''} | {_fmt(m, 'auc_low')} | "
+                      f"{_fmt(m, 'auc_high')} | {_fmt(m, 'fpd', 4)} | {_fmt(m, 'kpd', 5)} | "
+                      f"{m.get('separation_power_max', {}).get('value', float('nan')):.4f} | "
+                      + " | ".join(f"{t.get(str(b), float('nan')):.2f}" for b in batches) + f" | {r['parameters']:,} |")
+        rows = published_rows(geometry)
+        if rows:
+            md += ["", "## Published CaloChallenge rows for context (Geant4 reference; their hardware)", "",
+                   "| submission | AUC low | AUC high | FPD×1e3 | CPU ms b=1 | b=100 | b=10000 | parameters |",
+                   "|---|---|---|---|---|---|---|---|"]
+            for r in rows:
+                md.append(f"| {r['submission name']} | {r['binary cls low']} | {r['binary cls high']} | {r['FPD * 1e3']} | "
+                          f"{r['time CPU 1']} | {r['time CPU 100']} | {r['time CPU 10000']} | {r['Parameters generation']} |")
+        results["published"] = rows
+        (out / "calo_bench.md").write_text("\n".join(md) + "\n")
+        (out / "calo_bench.json").write_text(json.dumps(results, indent=1, default=float))
+        return md
+
     if floor is not None:
         echo(f"truth floor: {floor} vs {reference} ...")
         ev = evaluate_calo(reference, floor, work / "floor", **kw)
         results["floor"] = ev.metrics
     echo(f"reference simulator ({geometry}) on one core ...")
     results["reference_ms_per_shower"] = time_reference(geometry)
+    write()
     for name in models:
         surrogate = load_model(name)
         if surrogate.cfg["geometry"] != geometry:
@@ -109,32 +143,8 @@ def bench_calo(models: list[str], reference: Path, floor: Path | None, out: Path
                                    "parameters": surrogate.num_parameters,
                                    "sampler": {"method": solver or surrogate.cfg.get("sampler", {}).get("method"),
                                                "steps": steps or surrogate.cfg.get("sampler", {}).get("steps")}}
-    md = [f"# Calorimeter models on {geometry}: {len(real)} generated vs {len(real)} reference showers", "",
-          "Reference: hepgen's parametrised simulator (a stand-in for Geant4). Times on this CPU.", "",
-          "| model | AUC low | AUC high | FPD | KPD | max sep. power | ms/shower b=1 | b=100 | b=10000 | parameters |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
-    if "floor" in results:
-        m = results["floor"]
-        md.append(f"| truth floor (reference vs reference) | {_fmt(m, 'auc_low')} | {_fmt(m, 'auc_high')} | "
-                  f"{_fmt(m, 'fpd', 4)} | {_fmt(m, 'kpd', 5)} | {m.get('separation_power_max', {}).get('value', 0):.4f}"
-                  f" | {results['reference_ms_per_shower']:.2f} (simulator, 1 core) | | | |")
-    for name, r in results["models"].items():
-        m, t = r["metrics"], r["ms_per_shower"]
-        md.append(f"| {name} ({r['sampler']['method']} {r['sampler']['steps'] or ''}) | {_fmt(m, 'auc_low')} | "
-                  f"{_fmt(m, 'auc_high')} | {_fmt(m, 'fpd', 4)} | {_fmt(m, 'kpd', 5)} | "
-                  f"{m.get('separation_power_max', {}).get('value', float('nan')):.4f} | "
-                  + " | ".join(f"{t.get(str(b), float('nan')):.2f}" for b in batches) + f" | {r['parameters']:,} |")
-    rows = published_rows(geometry)
-    if rows:
-        md += ["", "## Published CaloChallenge rows for context (Geant4 reference; their hardware)", "",
-               "| submission | AUC low | AUC high | FPD×1e3 | CPU ms b=1 | b=100 | b=10000 | parameters |",
-               "|---|---|---|---|---|---|---|---|"]
-        for r in rows:
-            md.append(f"| {r['submission name']} | {r['binary cls low']} | {r['binary cls high']} | {r['FPD * 1e3']} | "
-                      f"{r['time CPU 1']} | {r['time CPU 100']} | {r['time CPU 10000']} | {r['Parameters generation']} |")
-    results["published"] = rows
-    (out / "calo_bench.md").write_text("\n".join(md) + "\n")
-    (out / "calo_bench.json").write_text(json.dumps(results, indent=1, default=float))
+        write()
+    md = write()
     echo("\n".join(md))
     return results
 
