@@ -13,13 +13,13 @@ the geometry, finite and non-negative values, at least one shower.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from hepgen.data.atomic import discard, publish, temporary_beside
 from hepgen.data.geometry import CaloGeometry, geometry_for_voxels, load_geometry
 from hepgen.errors import InputFileError, InvalidDataError
 
@@ -158,11 +158,8 @@ class ShowerWriter:
         import h5py
 
         self.path = Path(path)
-        if self.path.parent and not self.path.parent.exists():
-            raise InputFileError(f"{self.path}: output folder {self.path.parent} does not exist")
         self.geometry = geometry
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent or ".")
-        os.close(fd)
+        self.tmp = temporary_beside(self.path)
         self.file = h5py.File(self.tmp, "w")
         nv = geometry.num_voxels
         chunks = (max(1, min(1000, 4_000_000 // nv)), nv)
@@ -187,18 +184,14 @@ class ShowerWriter:
 
     def close(self) -> Path:
         self.file.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)
-        os.replace(self.tmp, self.path)
+        publish(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:
         try:
             self.file.close()
         finally:
-            if os.path.exists(self.tmp):
-                os.unlink(self.tmp)
+            discard(self.tmp)
 
     def __enter__(self) -> "ShowerWriter":
         return self

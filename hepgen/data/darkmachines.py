@@ -19,13 +19,13 @@ memory; :func:`read_events` reads a whole file; :func:`write_events` writes atom
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from hepgen.data.atomic import atomic_output
 from hepgen.errors import InputFileError, InvalidDataError
 
 OBJECT_TYPES = ("j", "b", "e-", "e+", "m-", "m+", "g")
@@ -185,21 +185,9 @@ def format_event(sample: EventSample, i: int) -> str:
 def write_events(samples: EventSample | list[EventSample], path: str | os.PathLike) -> Path:
     """Write one or several samples (chunks) to ``path`` atomically."""
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise InputFileError(f"{path}: output folder {path.parent} does not exist")
     samples = [samples] if isinstance(samples, EventSample) else list(samples)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            for sample in samples:
-                for i in range(len(sample)):
-                    f.write(format_event(sample, i) + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "w") as f:
+        for sample in samples:
+            for i in range(len(sample)):
+                f.write(format_event(sample, i) + "\n")
     return path

@@ -15,13 +15,13 @@ Files written by :mod:`hepgen.simulate.jets` and the published JetNet files
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from hepgen.data.atomic import atomic_output
 from hepgen.errors import InputFileError, InvalidDataError, OptionError
 
 PARTICLE_FEATURES = ("etarel", "phirel", "ptrel", "mask")
@@ -169,26 +169,13 @@ def write_jets(sample: JetSample, path: str | os.PathLike, attrs: dict | None = 
     import h5py
 
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise InputFileError(f"{path}: output folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w", track_order=False) as f:
-            f.create_dataset("particle_features", data=sample.particle_features, track_times=False)
-            f.create_dataset("jet_features", data=sample.jet_features, track_times=False)
-            if sample.jet_type is not None:
-                f.attrs["jet_type"] = sample.jet_type
-            for key, value in (attrs or {}).items():
-                f.attrs[key] = value
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
+        f.create_dataset("particle_features", data=sample.particle_features, track_times=False)
+        f.create_dataset("jet_features", data=sample.jet_features, track_times=False)
+        if sample.jet_type is not None:
+            f.attrs["jet_type"] = sample.jet_type
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value
     return path
 
 
