@@ -50,6 +50,7 @@ import numpy as np
 
 from hepgen.data.geometry import CaloGeometry
 from hepgen.errors import InvalidDataError, OptionError
+from hepgen.metrics import jets
 
 #: k of the "k-th brightest voxel / layer energy" features.
 BRIGHTEST_K = (1, 2, 5, 10)
@@ -758,20 +759,9 @@ def fpd(real_features, gen_features, min_samples: int = 20_000, max_samples: int
     (jetnet: features divided by the reference's max |x|, ``num_batches`` batches drawn
     with replacement at each of ``num_points`` sizes spaced in 1/N, linear fit in 1/N
     extrapolated to 0; value and fit error) but :func:`frechet_distance_psd` per batch."""
-    from scipy.optimize import curve_fit
-
-    from hepgen.metrics.jets import _normalise
-
-    x, y = np.asarray(real_features, np.float64), np.asarray(gen_features, np.float64)
-    if normalise:
-        x, y = _normalise(x, y)
-    batches = (1 / np.linspace(1.0 / min_samples, 1.0 / max_samples, num_points)).astype("int32")
-    rng = np.random.default_rng(seed)
     with _single_blas_thread():
-        vals = _fpd_points(x, y, batches, num_batches, rng)
-    params, covs = curve_fit(lambda n_inv, a, b: a + b * n_inv, 1 / batches, vals,
-                             bounds=([0, 0], [np.inf, np.inf]))
-    return float(params[0]), float(np.sqrt(np.diag(covs)[0]))
+        return jets.fpd(real_features, gen_features, min_samples, max_samples, num_batches, num_points,
+                        normalise, seed, distance=frechet_distance_psd)
 
 
 def _single_blas_thread():
@@ -786,26 +776,11 @@ def _single_blas_thread():
     return threadpool_limits(1, user_api="blas")
 
 
-def _fpd_points(x, y, batches, num_batches, rng) -> list[float]:
-    vals = []
-    for size in batches:
-        points = []
-        for _ in range(num_batches):
-            s1 = x[rng.choice(len(x), size=size)]
-            s2 = y[rng.choice(len(y), size=size)]
-            points.append(frechet_distance_psd(s1.mean(0), np.cov(s1, rowvar=False),
-                                               s2.mean(0), np.cov(s2, rowvar=False)))
-        vals.append(np.mean(points))
-    return vals
-
-
 def physics_distances(real_features, gen_features, seed: int = 42) -> dict[str, dict[str, float]]:
     """FPD (:func:`fpd`) and KPD (:func:`hepgen.metrics.jets.kpd`) of two high-level feature
     arrays, jetnet's definitions. jetnet's batch sizes (FPD 20k-50k, KPD 5000) are capped at
     the smaller sample size (FPD from half of it); batches are drawn with replacement."""
     import warnings
-
-    from hepgen.metrics.jets import kpd
 
     x = np.asarray(real_features, dtype=np.float64)
     y = np.asarray(gen_features, dtype=np.float64)
@@ -817,5 +792,5 @@ def physics_distances(real_features, gen_features, seed: int = 42) -> dict[str, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         v, e = fpd(x, y, min_samples=min_samples, max_samples=max_samples, seed=seed)
-        kv, ke = kpd(x, y, batch_size=min(5_000, n), seed=seed)
+        kv, ke = jets.kpd(x, y, batch_size=min(5_000, n), seed=seed)
     return {"fpd": {"value": v, "error": e}, "kpd": {"value": kv, "error": ke}}

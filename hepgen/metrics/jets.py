@@ -151,8 +151,13 @@ def fpd(
     num_points: int = 10,
     normalise: bool = True,
     seed: int = 42,
+    distance=None,
 ):
-    """Frechet physics distance extrapolated to infinite sample size: (value, error)."""
+    """Frechet physics distance extrapolated to infinite sample size: (value, error).
+
+    ``distance(mu1, sigma1, mu2, sigma2)`` is the per-batch Frechet distance
+    (default :func:`frechet_distance`, jetnet's)."""
+    distance = distance or frechet_distance
     x, y = np.asarray(real_features, np.float64), np.asarray(gen_features, np.float64)
     if normalise:
         x, y = _normalise(x, y)
@@ -164,9 +169,7 @@ def fpd(
         for _ in range(num_batches):
             s1 = x[rng.choice(len(x), size=size)]
             s2 = y[rng.choice(len(y), size=size)]
-            points.append(
-                frechet_distance(s1.mean(0), np.cov(s1, rowvar=False), s2.mean(0), np.cov(s2, rowvar=False))
-            )
+            points.append(distance(s1.mean(0), np.cov(s1, rowvar=False), s2.mean(0), np.cov(s2, rowvar=False)))
         vals.append(np.mean(points))
     params, covs = curve_fit(
         lambda n_inv, a, b: a + b * n_inv, 1 / batches, vals, bounds=([0, 0], [np.inf, np.inf])
