@@ -19,9 +19,7 @@ import yaml
 
 from hepgen.data.calo import read_showers
 from hepgen.models.assemblies.calo import CaloSurrogate
-from hepgen.simulate.showers import DETECTORS
-from hepgen.training.calo import fit_bespoke_solvers
-from hepgen.transforms.calo import CaloShowerTransform
+from hepgen.training.calo import fit_bespoke_solvers, shower_transform
 
 
 def main() -> None:
@@ -35,12 +33,8 @@ def main() -> None:
 
     cfg = yaml.safe_load((args.run / "config.yaml").read_text())
     sample = read_showers(cfg["training_data"])
-    det = DETECTORS[sample.geometry.name]
     e_inc = sample.incident_energies[:, 0].astype(np.float64)
-    training = cfg["training"]
-    transform = CaloShowerTransform(sample.geometry.name, f=float(training.get("f", 2.85)),
-                                    alpha=float(training.get("alpha", 1e-6)), threshold=det.threshold,
-                                    e_range=(min(det.energy_range[0], e_inc.min()), max(det.energy_range[1], e_inc.max())))
+    transform = shower_transform(sample.geometry.name, e_inc, cfg["training"])
     showers = sample.showers.astype(np.float64)
     transform.fit(showers, e_inc)
     u, _, c = transform.transform(showers[:4096], e_inc[:4096])

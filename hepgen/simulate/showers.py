@@ -59,7 +59,7 @@ numpy over all spots of a chunk of showers, and chunks run in parallel with Dask
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -195,12 +195,15 @@ def _segment_fractions(shape, rate, start, front, back) -> np.ndarray:
     return gammainc(shape[:, None], rate[:, None] * hi) - gammainc(shape[:, None], rate[:, None] * lo)
 
 
-def _to_readout(values: np.ndarray, readout: np.ndarray, num_readout: int) -> np.ndarray:
+def _to_readout(values: np.ndarray, readout: np.ndarray, num_readout: int, mean: bool = False) -> np.ndarray:
+    """Sum (or average) per-segment values (B, S) over the segments of each read-out layer."""
     out = np.zeros((values.shape[0], num_readout))
+    count = np.zeros(num_readout)
     for s, r in enumerate(readout):
         if r >= 0:
             out[:, r] += values[:, s]
-    return out
+            count[r] += 1
+    return out / np.maximum(count, 1) if mean else out
 
 
 @dataclass
@@ -211,7 +214,6 @@ class _Component:
     r_core: np.ndarray        # (B, L) mm
     r_tail: np.ndarray        # (B, L) mm
     p_core: np.ndarray        # (B, L)
-    extra: dict = field(default_factory=dict)
 
 
 def _em_component(det: Detector, energy: np.ndarray, start_x0: np.ndarray, rng: np.random.Generator) -> _Component:
@@ -237,7 +239,7 @@ def _em_component(det: Detector, energy: np.ndarray, start_x0: np.ndarray, rng: 
     # radial parameters at tau = depth of the read-out layer centre / T
     mid = 0.5 * (front + back)
     tau_seg = np.clip(mid[None, :] - start_x0[:, None], 0, None) / t_max[:, None]
-    tau = _to_readout_mean(tau_seg, readout, det.num_readout)
+    tau = _to_readout(tau_seg, readout, det.num_readout, mean=True)
     ln_e = np.log(e_safe / 1e3)[:, None]
     z = det.z
     r_c = (0.0251 + 0.00319 * ln_e) + (0.1162 - 0.000381 * z) * tau
@@ -247,16 +249,6 @@ def _em_component(det: Detector, energy: np.ndarray, start_x0: np.ndarray, rng: 
     p = np.clip(p1 * np.exp((p2 - tau) / p3 - np.exp((p2 - tau) / p3)), 0.0, 1.0)
     scale = np.exp(0.05 * rng.standard_normal(b))[:, None] * det.moliere_radius
     return _Component(visible, np.maximum(r_c, 0.01) * scale, np.maximum(r_t, 0.05) * scale, p)
-
-
-def _to_readout_mean(values: np.ndarray, readout: np.ndarray, num_readout: int) -> np.ndarray:
-    out = np.zeros((values.shape[0], num_readout))
-    count = np.zeros(num_readout)
-    for s, r in enumerate(readout):
-        if r >= 0:
-            out[:, r] += values[:, s]
-            count[r] += 1
-    return out / np.maximum(count, 1)
 
 
 def _x0_of_lambda(det: Detector, lam: np.ndarray) -> np.ndarray:

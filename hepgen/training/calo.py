@@ -24,11 +24,11 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from hepgen.data.calo import read_showers
-from hepgen.errors import InputFileError, OptionError
 from hepgen.models.assemblies.calo import CaloSurrogate, calo_config
 from hepgen.models.blocks.bespoke import train_bespoke
-from hepgen.training.modules import _ema
-from hepgen.training.run import _read_config
+from hepgen.models.assemblies.jets import merge_config
+from hepgen.training.modules import FlowMatchingModule, _ema
+from hepgen.training.run import _read_config, check_run_options
 from hepgen.transforms.calo import CaloShowerTransform
 
 
@@ -76,34 +76,6 @@ class ShapeModule(LightningModule):
             self.ema.update_parameters(self.net)
 
 
-class PointCFMModule(LightningModule):
-    """CFM on hit clouds (B, M, 4) with masks, conditioned on the scaled log E_inc."""
-
-    def __init__(self, net, lr: float = 1e-3, ema_decay: float | None = 0.999, **_):
-        super().__init__()
-        from hepgen.models.blocks.cfm import FlowMatching
-
-        self.net, self.lr = net, lr
-        self.ema = _ema(net, ema_decay)
-        self.fm = FlowMatching()
-
-    def sampling_network(self):
-        return self.ema.module if self.ema is not None else self.net
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.net.parameters(), lr=self.lr)
-
-    def training_step(self, batch, batch_idx):
-        x, mask, c = batch
-        loss = self.fm.loss(self.net, x, mask, cond=c)
-        self.log("cfm_loss", loss, prog_bar=True, batch_size=len(x))
-        return loss
-
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        if self.ema is not None:
-            self.ema.update_parameters(self.net)
-
-
 class INNModule(LightningModule):
     def __init__(self, flow, lr: float = 1e-4, **_):
         super().__init__()
@@ -119,8 +91,15 @@ class INNModule(LightningModule):
         return nll
 
 
-def _fit(module, loader, out: Path, stage: str, max_epochs: int, max_time: float | None, resume: bool, progress: bool,
+def _fit(module, data, out: Path, stage: str, max_epochs: int, max_time: float | None, resume: bool, progress: bool,
          devices, num_nodes) -> None:
+    """One Lightning fit with the checkpoint ``checkpoints/{stage}.ckpt`` and CSV logs ``logs/{stage}``.
+
+    ``data`` is a DataLoader or a LightningDataModule; a data module brings its own
+    (DDP-aware bucket) batch sampler, so Lightning must not replace it."""
+    from lightning import LightningDataModule
+
+    is_module = isinstance(data, LightningDataModule)
     ckpt = out / "checkpoints" / f"{stage}.ckpt"
     trainer = Trainer(
         max_epochs=max_epochs,
@@ -130,51 +109,54 @@ def _fit(module, loader, out: Path, stage: str, max_epochs: int, max_time: float
         callbacks=[ModelCheckpoint(dirpath=out / "checkpoints", filename=stage, save_top_k=1, every_n_epochs=1,
                                    enable_version_counter=False)],
         enable_progress_bar=progress, enable_model_summary=False,
-        log_every_n_steps=max(1, min(10, len(loader))), num_sanity_val_steps=0,
+        log_every_n_steps=10 if is_module else max(1, min(10, len(data))), num_sanity_val_steps=0,
+        use_distributed_sampler=not is_module,
     )
-    trainer.fit(module, loader, ckpt_path=str(ckpt) if resume and ckpt.exists() else None)
+    trainer.fit(module, **({"datamodule": data} if is_module else {"train_dataloaders": data}),
+                ckpt_path=str(ckpt) if resume and ckpt.exists() else None)
+
+
+def _run_config(model: str, geometry: str, out: Path, config, override, resume: bool) -> dict:
+    """The run's config: the saved one when resuming, else thesis defaults + YAML + overrides."""
+    if resume and (out / "config.yaml").exists():
+        return yaml.safe_load((out / "config.yaml").read_text())
+    return calo_config(model, geometry, merge_config(_read_config(config), override))
+
+
+def shower_transform(geometry: str, e_inc: np.ndarray, training: dict) -> CaloShowerTransform:
+    """The (unfitted) shower parametrisation of a run: the dataset's energy range and
+    recorded minimum, f and alpha from the training section."""
+    from hepgen.simulate.showers import DETECTORS
+
+    det = DETECTORS.get(geometry)
+    lo, hi = det.energy_range if det else (float(e_inc.min()), float(e_inc.max()))
+    return CaloShowerTransform(geometry, f=float(training.get("f", 2.85)), alpha=float(training.get("alpha", 1e-6)),
+                               threshold=det.threshold if det else 0.0,
+                               e_range=(min(lo, float(e_inc.min())), max(hi, float(e_inc.max()))))
 
 
 def train_calo_model(model: str, data: str | os.PathLike, out: str | os.PathLike, config=None,
                      max_epochs: int | None = None, max_time: float | None = None, seed: int = 0,
                      resume: bool = False, progress: bool = True, override: dict | None = None,
                      devices="auto", num_nodes: int = 1, num_showers: int | None = None) -> Path:
-    """Train ``calodream`` or ``caloinn`` on the showers in ``data``; returns the run folder."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputFileError(f"--out: {out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise InputFileError(f"--out: {out} is not empty; choose a new folder or pass --resume")
-    if max_epochs is not None and max_epochs <= 0:
-        raise OptionError(f"--max-epochs must be positive, got {max_epochs}")
-    if max_time is not None and max_time <= 0:
-        raise OptionError(f"--max-time must be positive, got {max_time}")
-    from hepgen.models.assemblies.calo import merge
-    from hepgen.simulate.showers import DETECTORS
-
+    """Train ``calodream``, ``caloinn`` or ``mdma-calo`` on the showers in ``data``; returns the run folder."""
+    out = check_run_options(out, resume, max_epochs, max_time)
     if model == "mdma-calo":
         return _train_points(data, out, config, override, max_epochs, max_time, seed, resume, progress, devices,
                              num_nodes, num_showers)
     sample = read_showers(data, num_showers=num_showers)
     geo = sample.geometry
-    user = merge(_read_config(config), override)
-    cfg = yaml.safe_load((out / "config.yaml").read_text()) if resume and (out / "config.yaml").exists() \
-        else calo_config(model, geo.name, user)
+    cfg = _run_config(model, geo.name, out, config, override, resume)
     cfg["training_data"] = str(data)
     training = cfg["training"]
     epochs = int(max_epochs or training.get("epochs", 100))
     seed_everything(seed, workers=True, verbose=False)
-    det = DETECTORS.get(geo.name)
-    e_range = det.energy_range if det else (float(sample.incident_energies.min()), float(sample.incident_energies.max()))
-    threshold = det.threshold if det else 0.0
     showers = sample.showers.astype(np.float64)
     e_inc = sample.incident_energies[:, 0].astype(np.float64)
+    transform = shower_transform(geo.name, e_inc, training)
     if model == "caloinn":  # dequantisation: uniform noise below the recorded minimum (Table B.1 "noise")
         rng = np.random.default_rng(seed)
-        showers = showers + rng.uniform(0, max(threshold, 1e-6), showers.shape)
-    transform = CaloShowerTransform(geo.name, f=float(training.get("f", 2.85)),
-                                    alpha=float(training.get("alpha", 1e-6)), threshold=threshold,
-                                    e_range=(min(e_range[0], e_inc.min()), max(e_range[1], e_inc.max())))
+        showers = showers + rng.uniform(0, max(transform.threshold, 1e-6), showers.shape)
     transform.fit(showers, e_inc)
     u, x, c = transform.transform(showers, e_inc)
     u_lat = transform.u_to_latent(u)
@@ -243,15 +225,11 @@ def fit_bespoke_solvers(shape_net, c: torch.Tensor, u_lat: torch.Tensor, sampler
 def _train_points(data, out: Path, config, override, max_epochs, max_time, seed, resume, progress, devices,
                   num_nodes, num_showers) -> Path:
     """mdma-calo: hits of each shower as a point cloud, CFM with mean-field blocks."""
-    from hepgen.models.assemblies.calo import merge
     from hepgen.simulate.showers import DETECTORS
     from hepgen.training.data import JetDataModule
     from hepgen.transforms.calo_points import CaloPointTransform, HitCountModel, showers_to_hits
 
-    probe = read_showers(data, num_showers=1)
-    user = merge(_read_config(config), override)
-    cfg = yaml.safe_load((out / "config.yaml").read_text()) if resume and (out / "config.yaml").exists() \
-        else calo_config("mdma-calo", probe.geometry.name, user)
+    cfg = _run_config("mdma-calo", read_showers(data, num_showers=1).geometry.name, out, config, override, resume)
     training = cfg["training"]
     limit = num_showers or int(training.get("max_showers", 20_000))
     sample = read_showers(data, num_showers=limit)
@@ -270,20 +248,10 @@ def _train_points(data, out: Path, config, override, max_epochs, max_time, seed,
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     networks = CaloSurrogate.build(cfg)
-    module = PointCFMModule(networks["velocity"], **training)
+    module = FlowMatchingModule(networks["velocity"], **training)
     dm = JetDataModule(x, mask, c, batch_size=int(training.get("batch_size", 16)), seed=seed, trim=True)
-    ckpt = out / "checkpoints" / "points.ckpt"
-    trainer = Trainer(
-        max_epochs=int(max_epochs or training.get("epochs", 100)),
-        max_time={"seconds": max_time * 60} if max_time else None,
-        accelerator="auto", devices=devices, num_nodes=num_nodes, default_root_dir=out,
-        logger=CSVLogger(out, name="logs", version="points"),
-        callbacks=[ModelCheckpoint(dirpath=out / "checkpoints", filename="points", save_top_k=1, every_n_epochs=1,
-                                   enable_version_counter=False)],
-        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=10,
-        use_distributed_sampler=False, num_sanity_val_steps=0,
-    )
-    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if resume and ckpt.exists() else None)
+    _fit(module, dm, out, "points", int(max_epochs or training.get("epochs", 100)), max_time, resume, progress,
+         devices, num_nodes)
     surrogate = CaloSurrogate(cfg, transform, {"velocity": module.sampling_network().cpu().eval()})
     surrogate.save(out)
     return out

@@ -125,8 +125,8 @@ class FlowMatchingModule(LightningModule):
                                  weight_decay=self.weight_decay)
 
     def training_step(self, batch, batch_idx):
-        x, mask = batch
-        loss = self.fm.loss(self.velocity, x, mask)
+        x, mask, *cond = batch  # an optional per-cloud condition (e.g. the shower energy)
+        loss = self.fm.loss(self.velocity, x, mask, cond=cond[0] if cond else None)
         self.log("cfm_loss", loss, prog_bar=True, batch_size=len(x))
         return loss
 

@@ -119,6 +119,21 @@ def _read_config(path: str | os.PathLike | None) -> dict:
     return cfg
 
 
+def check_run_options(out, resume: bool, max_epochs: int | None, max_time: float | None) -> Path:
+    """The checks every ``hepgen train`` makes before touching data: a new or resumable run
+    folder and positive limits."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputFileError(f"--out: {out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise InputFileError(f"--out: {out} is not empty; choose a new folder or pass --resume")
+    if max_epochs is not None and max_epochs <= 0:
+        raise OptionError(f"--max-epochs must be positive, got {max_epochs}")
+    if max_time is not None and max_time <= 0:
+        raise OptionError(f"--max-time must be positive, got {max_time}")
+    return out
+
+
 def train_jet_model(
     model: str,
     data: str | os.PathLike,
@@ -137,17 +152,9 @@ def train_jet_model(
     """Train ``model`` on the jets in ``data``; returns the run folder."""
     if model not in MODELS:
         raise OptionError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputFileError(f"--out: {out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise InputFileError(f"--out: {out} is not empty; choose a new folder or pass --resume")
+    out = check_run_options(out, resume, max_epochs, max_time)
     if resume and not (out / "checkpoints" / "last.ckpt").exists():
         raise InputFileError(f"--resume: no checkpoint in {out / 'checkpoints'}")
-    if max_epochs is not None and max_epochs <= 0:
-        raise OptionError(f"--max-epochs must be positive, got {max_epochs}")
-    if max_time is not None and max_time <= 0:
-        raise OptionError(f"--max-time must be positive, got {max_time}")
 
     sample = read_jets(data, num_particles=num_particles)
     user_cfg = merge_config(_read_config(config), override)

@@ -109,21 +109,20 @@ class CaloShowerTransform(Transform):
         lo, hi = np.log(self.e_range[0]), np.log(self.e_range[1])
         return np.exp(np.asarray(c, np.float64).reshape(-1) * (hi - lo) + lo)
 
-    def _normalised(self, showers: np.ndarray) -> np.ndarray:
-        b = self.geometry.layer_boundaries
-        layers = layer_energies(showers.astype(np.float64), b)
-        per_voxel = np.repeat(layers, np.diff(b), axis=1)
+    def _normalised(self, showers: np.ndarray, layers: np.ndarray) -> np.ndarray:
+        per_voxel = np.repeat(layers, np.diff(self.geometry.layer_boundaries), axis=1)
         return np.divide(showers, per_voxel, out=np.zeros_like(per_voxel), where=per_voxel > 0)
 
     def fit(self, showers, e_inc=None, mask=None) -> "CaloShowerTransform":
         showers = np.asarray(showers, np.float64)
         if len(showers) == 0:
             raise InvalidDataError("cannot fit the shower transform on an empty sample")
-        z = logit(self._normalised(showers), self.alpha)
+        layers = layer_energies(showers, self.geometry.layer_boundaries)
+        z = logit(self._normalised(showers, layers), self.alpha)
         self.mean = z.mean(0)
         self.std = np.where(z.std(0) > 1e-6, z.std(0), 1.0)  # constant voxels (never hit) stay 0
         if e_inc is not None:  # statistics of the logit energy variables for the energy networks
-            u = energies_to_u(layer_energies(showers, self.geometry.layer_boundaries), e_inc, self.f)
+            u = energies_to_u(layers, e_inc, self.f)
             lu = logit(np.clip(u, 0, 1), self.alpha)
             self.u_mean, self.u_std = lu.mean(0), np.where(lu.std(0) > 1e-6, lu.std(0), 1.0)
         return self
@@ -142,8 +141,9 @@ class CaloShowerTransform(Transform):
         showers = np.asarray(showers, np.float64)
         if e_inc is None:
             raise InvalidDataError("the shower transform needs the incident energies")
-        u = energies_to_u(layer_energies(showers, self.geometry.layer_boundaries), e_inc, self.f)
-        x = (logit(self._normalised(showers), self.alpha) - self.mean) / self.std
+        layers = layer_energies(showers, self.geometry.layer_boundaries)
+        u = energies_to_u(layers, e_inc, self.f)
+        x = (logit(self._normalised(showers, layers), self.alpha) - self.mean) / self.std
         return u, x, self.condition(e_inc)
 
     def inverse_transform(self, u, x=None, c=None) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,6 @@ here are ``configs/calodream-cpu.yaml`` / ``caloinn-cpu.yaml``.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from hepgen.data.calo import ShowerSample
 from hepgen.data.geometry import load_geometry
 from hepgen.device import default_device
 from hepgen.errors import InputFileError, OptionError
+from hepgen.models.assemblies.jets import merge_config
 from hepgen.models.blocks.bespoke import BespokeSolver
 from hepgen.models.blocks.cfm import SOLVERS, integrate
 from hepgen.models.blocks.embeddings import CosineTimeEmbedding
@@ -62,16 +62,6 @@ THESIS: dict[str, dict[str, Any]] = {
         "sampler": {},
     },
 }
-
-
-def merge(base: dict, override: dict | None) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def mlp(sizes: list[int], act=nn.SiLU) -> nn.Sequential:
@@ -266,15 +256,13 @@ class CaloSurrogate:
             raise OptionError(f"{len(e_inc)} incident energies for {num} showers")
         if self.cfg["model"] == "mdma-calo":
             return self._sample_points(e_inc, seed, batch_size, method, steps, progress)
-        dev = next(self.networks[next(iter(self.networks))].parameters()).device
+        dev = next(next(iter(self.networks.values())).parameters()).device
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         out = []
-        order = np.arange(num)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             for lo in tqdm(range(0, num, batch_size), desc="sampling showers", disable=not progress):
-                idx = order[lo:lo + batch_size]
-                c = torch.as_tensor(self.transform.condition(e_inc[idx]), dtype=torch.float32, device=dev)
+                c = torch.as_tensor(self.transform.condition(e_inc[lo:lo + batch_size]), dtype=torch.float32, device=dev)
                 u_lat, x = self._sample_batch(c, method, steps, gen, dev)
                 u = self.transform.u_from_latent(u_lat.cpu().double().numpy())
                 showers, _ = self.transform.inverse_transform(u, x.cpu().double().numpy(), c.cpu().double().numpy())
@@ -343,7 +331,7 @@ def calo_config(model: str, geometry: str, override: dict | None = None) -> dict
     geo = load_geometry(geometry)
     if model in ("calodream", "mdma-calo") and not geo.is_regular:
         raise OptionError(f"calodream needs a regular (layer, alpha, r) geometry such as ds2 or ds3, not {geometry}")
-    cfg = merge(THESIS[model], override)
+    cfg = merge_config(THESIS[model], override)
     if model == "calodream":
         shape, patch = geo.shape, cfg["shape"]["patch"]
         if any(s % p for s, p in zip(shape, patch)):
