@@ -5,11 +5,13 @@ One event per line, fields separated by ``;``::
     event ID; process ID; event weight; MET; METphi; obj1, E1, pt1, eta1, phi1; obj2, ...
 
 with object types ``j`` (jet), ``b`` (b-jet), ``e-``, ``e+``, ``m-``, ``m+`` (electrons,
-muons) and ``g`` (photon); energies and momenta in GeV (the dataset stores MeV-free
-floats as written by its producer). In memory, :class:`EventSample` is columnar: the
-event fields as arrays and the objects as a padded (N, M, 4) array of (E, pt, eta, phi)
-with their type codes (-1 marks padding) in file order, so a file converts to arrays and
-back without loss (floats are written in Python's shortest round-trip form).
+muons) and ``g`` (photon); E, pT and MET in MeV, as in the real Dark Machines files
+(values like ``254038.0``) and in those of hepgen's producer
+(:mod:`hepgen.simulate.events`, whose :func:`~hepgen.simulate.events.selection_mask`
+applies the dataset's object and event selection). In memory, :class:`EventSample` is
+columnar: the event fields as arrays and the objects as a padded (N, M, 4) array of (E, pt,
+eta, phi) with their type codes (-1 marks padding) in file order, so a file converts to
+arrays and back without loss (floats are written in Python's shortest round-trip form).
 
 :func:`iter_events` streams a file in chunks of lines, so multi-GB files never sit in
 memory; :func:`read_events` reads a whole file; :func:`write_events` writes atomically
