@@ -95,3 +95,42 @@ def calo(
                      attrs={"seed": seed, "generator": "hepgen parametrised showers (GFlash-type)"})
     elapsed = time.perf_counter() - start
     typer.echo(f"wrote {num_showers} {geometry.value} showers to {out} ({num_showers / elapsed:.0f} showers/s)")
+
+
+class Process(str, Enum):
+    ttbar = "ttbar"
+    wjets = "wjets"
+    zjets = "zjets"
+    multijet = "multijet"
+    gammajets = "gammajets"
+    stop = "stop"
+
+
+@app.command("events")
+def events(
+    process: Process = typer.Option(..., "--process", help="ttbar, wjets, zjets, multijet, gammajets or stop "
+                                    "(stop pairs, 220 GeV -> top + 20 GeV neutralino)."),
+    num_events: int = typer.Option(..., "--num-events", help="Number of selected events to produce."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same file."),
+    out: Path = typer.Option(..., "--out", help="Output text file (Dark Machines format, MeV)."),
+    workers: int = typer.Option(None, "--workers", help="Local worker processes [default: all cores]."),
+    scheduler: str = typer.Option(None, "--scheduler", help="Address of a Dask scheduler to run on instead."),
+    mpi: bool = typer.Option(False, "--mpi/--no-mpi", help="Multi-parton interactions (off: ~5x faster)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Reference collision events: Pythia 8, FastJet anti-kT R=0.4 and a parametrised detector
+    (a stand-in for Delphes), with the Dark Machines object and event selection."""
+    from hepgen.errors import OptionError
+    from hepgen.simulate.events import generate_events
+
+    if num_events <= 0:
+        raise OptionError(f"--num-events must be positive, got {num_events}")
+    if not out.parent.exists():
+        raise OptionError(f"--out: folder {out.parent} does not exist")
+    if out.is_dir():
+        raise OptionError(f"--out: {out} is a folder")
+    summary = generate_events(process.value, num_events, seed=seed, out=out, workers=workers,
+                              scheduler=scheduler, mpi=mpi, progress=progress)
+    typer.echo(f"wrote {num_events} {process.value} events to {out} ({num_events / summary.seconds:.1f} events/s; "
+               f"{summary.efficiency:.0%} of {summary.generated} generated passed the selection, "
+               f"sigma x eff = {summary.selected_sigma_pb:.4g} pb)")
