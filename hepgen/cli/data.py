@@ -115,7 +115,7 @@ def events(
     out: Path = typer.Option(..., "--out", help="Output text file (Dark Machines format, MeV)."),
     workers: int = typer.Option(None, "--workers", help="Local worker processes [default: all cores]."),
     scheduler: str = typer.Option(None, "--scheduler", help="Address of a Dask scheduler to run on instead."),
-    mpi: bool = typer.Option(False, "--mpi/--no-mpi", help="Multi-parton interactions (off: ~5x faster)."),
+    mpi: bool = typer.Option(False, "--mpi/--no-mpi", help="Multi-parton interactions (off: ~3x faster)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Reference collision events: Pythia 8, FastJet anti-kT R=0.4 and a parametrised detector

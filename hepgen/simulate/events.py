@@ -28,9 +28,9 @@ an ATLAS card) as far as Pythia alone allows:
   ==========  ==========  ===============================================================
 
 * multi-parton interactions are off by default (``mpi=False``, ``--mpi`` turns them on):
-  with them Pythia takes about five times longer per tt-bar event (the underlying event
-  doubles the event record), while at R = 0.4 they change jet pT by about a GeV and the
-  Dark Machines observables hardly at all;
+  with them a tt-bar event costs about three times the CPU time (13 instead of 4 ms; the
+  underlying event doubles the event record), while at R = 0.4 they add about 0.2 jets
+  per tt-bar event and change the mean MET by a GeV;
 * the truth final state goes through :mod:`hepgen.simulate.detector` (hepgen's stand-in
   for Delphes, see there): isolated, identified electrons, muons and photons become
   objects; all other visible particles with |eta| < 4.9 (no neutrinos, no neutralinos)
