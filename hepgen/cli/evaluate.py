@@ -57,3 +57,27 @@ def calo(
                            classifier_runs=classifier_runs, seed=seed, plots=plots, echo=typer.echo,
                            flag_threshold=flag_threshold, hit_cut=hit_cut, classifiers=kinds, progress=progress)
     typer.echo(f"report: {result.report}")
+
+
+@app.command("events")
+def events(
+    real: Path = typer.Option(..., "--real", help="Reference events (Dark Machines text format)."),
+    gen: Path = typer.Option(..., "--gen", help="Generated events (Dark Machines text format)."),
+    out: Path = typer.Option(..., "--out", help="Report folder (metrics.json, report.html, plots)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstraps and of the classifier splits/initialisation."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Make the plots."),
+    classifier_runs: int = typer.Option(3, "--classifier-runs", help="Classifier runs with different seeds (AUC = mean ± std); 0 skips the classifier."),
+    classifier_epochs: int = typer.Option(30, "--classifier-epochs", help="Epochs per classifier run."),
+    max_events: int = typer.Option(None, "--max-events", help="Read at most this many events of each file."),
+    bootstrap: int = typer.Option(5, "--bootstrap", help="Bootstrap replicas of the events for the errors (0: no errors)."),
+    bins: int = typer.Option(50, "--bins", help="Histogram bins of KL and JS (over the reference range)."),
+    unit: str = typer.Option("MeV", "--unit", help="Energy unit of the files: MeV (Dark Machines) or GeV; for the selection cuts and plot labels."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Per-type and pT-order W1/KL/JS with the count-weighted averages of seed 003 Table 7.20, count vectors, total E and pT, classifier AUC, valid fraction, plots, HTML report."""
+    from hepgen.evaluate.events import evaluate_events
+
+    result = evaluate_events(real, gen, out, seed=seed, plots=plots, classifier_runs=classifier_runs,
+                             classifier_epochs=classifier_epochs, max_events=max_events, bootstrap=bootstrap,
+                             bins=bins, unit=unit, progress=progress, echo=typer.echo)
+    typer.echo(f"report: {result.report}")
