@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
-from scipy.stats import wasserstein_distance
+from scipy.stats import entropy, wasserstein_distance
 
 from hepgen.cli.main import main
 from hepgen.data.darkmachines import TYPE_CODE, EventSample, write_events
@@ -83,7 +83,8 @@ def test_w1_and_js_match_scipy():
     p = np.histogram(a, edges)[0]
     q = np.histogram(np.clip(b, lo, hi), edges)[0]
     assert js == pytest.approx(jensenshannon(p / p.sum(), q / q.sum(), base=2), rel=1e-9)
-    assert kl > 0 and 0 < js < 1
+    pp, qq = p / p.sum() + 1e-6, q / q.sum() + 1e-6
+    assert kl == pytest.approx(entropy(pp, qq), rel=1e-9) and kl > 0 and 0 < js < 1
     # identical -> 0, disjoint -> JS 1; an empty generated sample is the worst case
     assert kl_js_from_counts([1, 2, 3], [2, 4, 6]) == pytest.approx((0.0, 0.0), abs=1e-12)
     assert kl_js_from_counts([1, 0], [0, 1])[1] == pytest.approx(1.0)
@@ -137,6 +138,21 @@ def test_objects_are_pt_ordered_whatever_the_file_order(toys):
     for name in a.values:
         np.testing.assert_array_equal(a.entries(name), b.entries(name))
     np.testing.assert_allclose(event_feature_matrix(real), event_feature_matrix(shuffled), rtol=1e-12)
+
+
+def test_missing_object_type_counts_as_worst(toys):
+    real = toys["real"][:1000]
+    types = real.types.copy()
+    types[types == TYPE_CODE["g"]] = -1  # a model that never makes photons
+    gen = EventSample(real.event_id, real.process, real.weight, real.met, real.met_phi, real.objects, types)
+    res = event_metrics(real, gen, bootstrap=0, min_objects=5)
+    m = res.metrics
+    assert "g_1" in res.weights and res.weights["g_1"] > 5
+    for feat in ("log10E", "log10pt", "eta", "phi"):
+        assert m[f"js_g_1_{feat}"]["value"] == 1.0 and m[f"w1_g_1_{feat}"]["value"] == 1.0
+        assert m[f"kl_g_1_{feat}"]["value"] > 5
+    assert m["w1_j_1_log10pt"]["value"] == 0.0 and m["count_js_j"]["value"] == 0.0 and m["count_js_g"]["value"] > 0.1
+    assert 0 < m["js_avg"]["value"] < 1
 
 
 def test_count_metrics():

@@ -44,6 +44,7 @@ from hepgen.metrics.events import (
     UNITS,
     EventDistributions,
     EventMetrics,
+    FeatureReference,
     _hist,
     _log,
     event_distributions,
@@ -127,10 +128,9 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
     add("JS distance average (Table 7.20)", "js_avg")
     add("classifier AUC", "auc", "{:.4f} ± {:.4f}")
     add("valid fraction (generated)", "valid_fraction", "{:.4f} ± {:.4f}")
-    add("W1 / KL / JS averages by type", "w1_avg_by_type")
     if "w1_avg_by_type" in metrics:
-        rows[-1] = (rows[-1][0], " / ".join(f"{metrics[k]['value']:.4g}"
-                                            for k in ("w1_avg_by_type", "kl_avg_by_type", "js_avg_by_type")))
+        rows.append(("W1 / KL / JS averages by type", " / ".join(
+            f"{metrics[k]['value']:.4g}" for k in ("w1_avg_by_type", "kl_avg_by_type", "js_avg_by_type"))))
     unit = metrics.get("info", {}).get("unit", "")
     add(f"W1 total E [{unit}]", "w1_total_e", "{:.4g} ± {:.2g}")
     add("JS distance total E", "js_total_e")
@@ -202,7 +202,7 @@ def grid_figure(panels: list[dict], path: Path, ncols: int, title: str, labels) 
 
 
 def _make_plots(folder: Path, real: EventDistributions, gen: EventDistributions, result: EventMetrics,
-                cls_result, unit: str, labels, progress: bool) -> list[dict]:
+                cls_result, unit: str, bins: int, labels, progress: bool) -> list[dict]:
     from tqdm.auto import tqdm
 
     sections: list[dict] = []
@@ -242,9 +242,7 @@ def _make_plots(folder: Path, real: EventDistributions, gen: EventDistributions,
     def totals_panels():
         panels = []
         for label, text in (("total_e", "total E"), ("total_pt", "total $p_T$")):
-            edges = np.linspace(*np.quantile(_log(getattr(real, label)), [0, 1]), BINS + 1)
-            if edges[-1] <= edges[0]:
-                edges = np.linspace(edges[0] - 0.5, edges[0] + 0.5, BINS + 1)
+            edges = FeatureReference.of(_log(getattr(real, label)), bins).edges
             panels.append({"edges": edges, "c_real": _hist(_log(getattr(real, label)), edges),
                            "c_gen": _hist(_log(getattr(gen, label)), edges),
                            "xlabel": f"$\\log_{{10}}$({text} / {unit})",
@@ -355,9 +353,11 @@ def evaluate_events(
         opts = {**CLASSIFIER_OPTIONS, **(classifier_options or {})}
         echo(f"training the event classifier ({classifier_runs} run(s) x {classifier_epochs} epochs) ...")
         with _timed(timing, "classifier"):
-            cls_result = classifier_auc(event_feature_matrix(real, orders), event_feature_matrix(gen, orders),
-                                        epochs=classifier_epochs, runs=classifier_runs, seed=seed, device=device,
-                                        progress=progress, desc="event classifier", **opts)
+            x_real, x_gen = event_feature_matrix(real, orders), event_feature_matrix(gen, orders)
+            cls_result = classifier_auc(x_real, x_gen, epochs=classifier_epochs, runs=classifier_runs, seed=seed,
+                                        device=device, progress=progress, desc="event classifier", **opts)
+            num_inputs = x_real.shape[1]
+            del x_real, x_gen
         metrics["auc"] = _mv(cls_result.value, cls_result.error)
         metrics["classifier_jsd"] = _mv(np.mean(cls_result.jsds), np.std(cls_result.jsds))
 
@@ -377,7 +377,7 @@ def evaluate_events(
         "weights": result.weights, "weights_by_type": by_type.weights,
         "skipped": result.skipped, "selection": select_name,
         "classifier": ({"epochs": classifier_epochs, "runs": classifier_runs, "best_epochs": cls_result.best_epochs,
-                        "features": int(event_feature_matrix(real[:1], orders).shape[1]),
+                        "inputs": int(num_inputs),
                         **{k: list(v) if isinstance(v, tuple) else v for k, v in
                            {**CLASSIFIER_OPTIONS, **(classifier_options or {})}.items() if k != "device"}}
                        if cls_result is not None else None),
@@ -389,7 +389,7 @@ def evaluate_events(
         sections = []
         if plots:
             with _timed(timing, "plots"):
-                sections = _make_plots(tmp, d_real, d_gen, result, cls_result, unit, labels, progress)
+                sections = _make_plots(tmp, d_real, d_gen, result, cls_result, unit, bins, labels, progress)
         timing["total"] = round(time.perf_counter() - t_start, 3)
         metrics["timing_s"] = timing
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
