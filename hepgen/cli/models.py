@@ -9,7 +9,7 @@ import typer
 
 def train(
     model: str = typer.Argument(..., help="Model name, e.g. mdma-gan, mdma-flow, epic-gan, tgan."),
-    data: Path = typer.Option(..., "--data", help="Training data: jets (JetNet layout) or showers (CaloChallenge layout)."),
+    data: Path = typer.Option(..., "--data", help="Training data: jets (JetNet layout), showers (CaloChallenge layout) or events (Dark Machines text)."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (config, transforms, checkpoints, weights)."),
     config: Path = typer.Option(None, "--config", help="YAML overriding sections network/training/sampler."),
     max_epochs: int = typer.Option(None, "--max-epochs", help="Stop after this many epochs."),
@@ -20,10 +20,20 @@ def train(
     devices: str = typer.Option("auto", "--devices", help="Lightning devices: auto, a count, or a list like 0,1."),
     num_nodes: int = typer.Option(1, "--num-nodes", help="Nodes for multi-node DDP (launched by your scheduler)."),
     num_showers: int = typer.Option(None, "--num-showers", help="Use only the first N showers of --data (calorimeter models)."),
+    num_events: int = typer.Option(None, "--num-events", help="Use only the first N events of --data (event models)."),
 ) -> None:
     """Train a generative model; the run folder then samples with `hepgen sample RUN_DIR`."""
     from hepgen.models.assemblies.calo import CALO_MODELS
+    from hepgen.models.assemblies.events import EVENT_MODELS
     from hepgen.training.run import train_jet_model
+
+    if model in EVENT_MODELS:
+        from hepgen.training.events import train_event_model
+
+        run = train_event_model(model, data, out, config, max_epochs, max_time, seed, resume,
+                                devices=devices, num_nodes=num_nodes, num_events=num_events)
+        typer.echo(f"run folder: {run}")
+        return
 
     if model in CALO_MODELS:
         from hepgen.training.calo import train_calo_model
@@ -40,14 +50,14 @@ def train(
 
 def sample(
     model: str = typer.Argument(..., help="A run folder or a shipped model (see `hepgen models`)."),
-    num: int = typer.Option(..., "--num", help="Number of jets or showers."),
+    num: int = typer.Option(..., "--num", help="Number of jets, showers or events."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same file."),
-    out: Path = typer.Option(..., "--out", help="Output HDF5 file (JetNet or CaloChallenge layout)."),
+    out: Path = typer.Option(..., "--out", help="Output file: HDF5 (JetNet or CaloChallenge layout) or Dark Machines text for events."),
     batch_size: int = typer.Option(None, "--batch-size", help="Jets (default 10000) or showers (default 1000) per forward pass."),
     solver: str = typer.Option(None, "--solver", help="ODE solver of flow-matching models (euler, midpoint, rk4, dopri5; bespoke for calodream)."),
     steps: int = typer.Option(None, "--steps", help="ODE solver steps of flow-matching models."),
 ) -> None:
-    """Sample jets from a trained or shipped model."""
+    """Sample jets, showers or events from a trained or shipped model."""
     import time
 
     from hepgen.data.jetnet import write_jets
@@ -62,6 +72,18 @@ def sample(
         raise OptionError(f"--out: folder {out.parent} does not exist")
     surrogate = load_model(model)
     from hepgen.models.assemblies.calo import CaloSurrogate
+    from hepgen.models.assemblies.events import EventSurrogate
+
+    if isinstance(surrogate, EventSurrogate):
+        from hepgen.data.darkmachines import write_events
+
+        start = time.perf_counter()
+        events = surrogate.sample(num, seed=seed, batch_size=batch_size or 10_000, method=solver, steps=steps)
+        elapsed = time.perf_counter() - start
+        write_events(events, out)
+        typer.echo(f"wrote {num} {surrogate.process} events to {out} ({num / elapsed:.0f} events/s; "
+                   f"{100 * surrogate.rejected_fraction:.1f}% of drawn events failed the selection and were redrawn)")
+        return
 
     if isinstance(surrogate, CaloSurrogate):
         from hepgen.data.calo import write_showers

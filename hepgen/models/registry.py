@@ -10,10 +10,11 @@ from hepgen.shipped import shipped_models
 
 
 def _load(folder: Path):
-    """Jet or calorimeter surrogate, by the model named in the folder's config.yaml."""
+    """Jet, calorimeter or event surrogate, by the model named in the folder's config.yaml."""
     import yaml
 
     from hepgen.models.assemblies.calo import CALO_MODELS, CaloSurrogate
+    from hepgen.models.assemblies.events import EVENT_MODELS, EventSurrogate
 
     cfg_path = folder / "config.yaml"
     if cfg_path.is_file():
@@ -23,11 +24,13 @@ def _load(folder: Path):
             raise InputFileError(f"{cfg_path}: not valid YAML") from None
         if model in CALO_MODELS:
             return CaloSurrogate.load(folder)
+        if model in EVENT_MODELS:
+            return EventSurrogate.load(folder)
     return JetSurrogate.load(folder)
 
 
 def load_model(name_or_folder: str | Path):
-    """A trained model (:class:`JetSurrogate` or :class:`CaloSurrogate`) by run folder or shipped name."""
+    """A trained model (jet, calorimeter or event surrogate) by run folder or shipped name."""
     path = Path(name_or_folder)
     if path.is_dir():
         return _load(path)

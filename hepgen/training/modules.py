@@ -135,6 +135,27 @@ class FlowMatchingModule(LightningModule):
             self.ema.update_parameters(self.velocity)
 
 
+class NLLModule(LightningModule):
+    """Maximum likelihood of a ``zuko`` flow on batches ``(y,)`` or ``(y, context)``; the
+    logged loss is the NLL per dimension."""
+
+    def __init__(self, flow: torch.nn.Module, lr: float = 1e-4, weight_decay: float = 0.0, **_):
+        super().__init__()
+        self.flow, self.lr, self.weight_decay = flow, lr, weight_decay
+
+    def sampling_network(self) -> torch.nn.Module:
+        return self.flow
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.flow.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    def training_step(self, batch, batch_idx):
+        y, *c = batch
+        nll = -self.flow(c[0] if c else None).log_prob(y).mean() / y.shape[1]
+        self.log("nll_per_dim", nll, prog_bar=True, batch_size=len(y))
+        return nll
+
+
 class FlowNLLModule(LightningModule):
     """NF / NF(c) / NF(cc): maximum likelihood on the flattened cloud (seed 000 sec. 5.4.1).
 

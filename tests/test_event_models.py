@@ -1,0 +1,130 @@
+"""Whole-event models: representations, count sampler use, training, sampling, validity."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hepgen.data.darkmachines import read_events
+from hepgen.models.assemblies.events import EVENT_MODELS, EventSurrogate, torch_token_layout
+from hepgen.transforms.events import EventTokenTransform, EventVectorTransform, object_table, token_layout
+
+FIXTURE = Path(__file__).parent / "fixtures" / "darkmachines" / "ttbar.txt"
+
+TINY = {
+    "event-cflow": {"network": {"num_blocks": 2, "hidden": 32, "l_dim": 16, "time_dim": 8},
+                    "training": {"batch_size": 32, "lr": 1e-3}},
+    "event-rqs": {"flow": {"hidden": 32, "transforms": 2, "bins": 4}, "training": {"batch_size": 64, "lr": 1e-3}},
+    "event-maf-types": {"flow": {"transforms": 2, "hidden": 16}, "met_flow": {"transforms": 2, "hidden": 16},
+                        "training": {"batch_size": 64, "lr": 1e-3}},
+}
+LOSS = {"event-cflow": "cfm_loss", "event-rqs": "nll_per_dim", "event-maf-types": "nll_per_dim"}
+
+
+@pytest.fixture(scope="module")
+def ttbar():
+    return read_events(FIXTURE)
+
+
+def test_token_representation_round_trips(ttbar):
+    t = EventTokenTransform(max_objects=20).fit(ttbar)
+    x, mask, counts, keep = t.encode(ttbar)
+    assert keep.all() and x.dtype == np.float32
+    assert np.abs(x[mask]).max() < 20
+    back = t.decode(x, counts, ttbar.met_phi)
+    o1, t1, _ = object_table(ttbar)
+    o2, t2, _ = object_table(back)
+    np.testing.assert_array_equal(t1, t2)
+    np.testing.assert_allclose(o2, o1, rtol=2e-5, atol=1e-3)
+    np.testing.assert_allclose(back.met, ttbar.met, rtol=2e-5)
+    np.testing.assert_array_equal(back.count_vectors(), ttbar.count_vectors())
+
+
+def test_fixed_vector_round_trips_and_drops_overfull_events(ttbar):
+    t = EventVectorTransform().fit(ttbar)
+    v, keep = t.encode(ttbar)
+    assert v.shape[1] == 66 and 0.2 < keep.mean() < 1.0  # ttbar often has more than 4 light jets
+    back = t.decode(v)
+    o1, t1, _ = object_table(ttbar[keep])
+    o2, t2, _ = object_table(back)
+    np.testing.assert_array_equal(t1, t2)
+    np.testing.assert_allclose(o2, o1, rtol=2e-5, atol=1e-3)
+
+
+def test_token_layout_numpy_and_torch_agree():
+    counts = np.array([[3, 1, 0, 1, 0, 0, 2], [0, 0, 0, 0, 1, 0, 0], [5, 2, 0, 0, 0, 0, 0]])
+    types, ranks = token_layout(counts, 7)
+    assert types[0].tolist() == [0, 0, 0, 1, 3, 6, 6] and ranks[0].tolist() == [0, 1, 2, 0, 0, 0, 1]
+    assert types[1].tolist() == [4] + [-1] * 6
+    tt, tr = torch_token_layout(torch.as_tensor(counts), 7)
+    valid = types >= 0
+    assert (tt[:, 1:].numpy()[valid] == types[valid]).all() and (tr[:, 1:].numpy()[valid] == ranks[valid]).all()
+    assert (tt[:, 0] == 7).all()
+
+
+def _train(model, tmp_path, epochs):
+    from hepgen.training.events import train_event_model
+
+    run = train_event_model(model, FIXTURE, tmp_path / model, max_epochs=epochs, progress=False,
+                            override=TINY[model])
+    losses = []
+    for log in sorted((run / "logs").glob("*/metrics.csv")):
+        losses.append([float(r[LOSS[model]]) for r in csv.DictReader(open(log)) if r.get(LOSS[model])])
+    return run, losses
+
+
+@pytest.mark.parametrize("model", EVENT_MODELS)
+def test_every_event_model_trains_and_samples_valid_events(model, tmp_path):
+    from hepgen.simulate.events import selection_mask
+
+    run, losses = _train(model, tmp_path, epochs=12)
+    for stage in losses:  # event-maf-types: one fit per object type and one for the MET
+        assert len(stage) >= 4
+        k = max(2, len(stage) // 4)
+        assert np.mean(stage[-k:]) < np.mean(stage[:k]), stage
+    surrogate = EventSurrogate.load(run)
+    a = surrogate.sample(200, seed=4, progress=False)
+    b = surrogate.sample(200, seed=4, progress=False)
+    assert len(a) == 200 and selection_mask(a).all()
+    np.testing.assert_array_equal(a.objects, b.objects)
+    np.testing.assert_array_equal(a.met, b.met)
+    assert 0.0 <= surrogate.rejected_fraction < 1.0
+    # the count vectors come from the alias sampler: only vectors seen in training
+    seen = {tuple(c) for c in read_events(FIXTURE).count_vectors()}
+    drawn = {tuple(c) for c in surrogate.counts.values}
+    assert drawn <= seen
+
+
+def test_cflow_conserves_what_the_conditioning_promises(tmp_path):
+    """Generated events carry exactly the objects their count vector asks for (before the
+    selection may reject them) and physical four-vectors (E >= pT cosh eta)."""
+    run, _ = _train("event-cflow", tmp_path, epochs=2)
+    surrogate = EventSurrogate.load(run)
+    rng = np.random.default_rng(0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        batch = surrogate._sample_batch(300, rng, "midpoint", 4)
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(batch.count_vectors(), surrogate.counts.sample(300, rng))
+    e, pt, eta = batch.objects[..., 0], batch.objects[..., 1], batch.objects[..., 2]
+    real = batch.types >= 0
+    assert (e[real] >= pt[real] * np.cosh(eta[real]) * (1 - 1e-9)).all()
+    assert (np.abs(batch.objects[..., 3][real]) <= np.pi).all()
+
+
+def test_event_cli_train_sample_and_bad_input(tmp_path, capsys):
+    from hepgen.cli.main import main
+
+    out = tmp_path / "run"
+    assert main(["train", "event-cflow", "--data", str(FIXTURE), "--max-epochs", "1", "--out", str(out)]) == 0
+    assert main(["sample", str(out), "--num", "50", "--seed", "2", "--out", str(tmp_path / "g.txt")]) == 0
+    assert len(read_events(tmp_path / "g.txt")) == 50
+    capsys.readouterr()
+    code = main(["sample", str(out), "--num", "50", "--solver", "leapfrog", "--out", str(tmp_path / "h.txt")])
+    err = capsys.readouterr().err
+    assert code == 2 and "leapfrog" in err and not (tmp_path / "h.txt").exists()
+    code = main(["train", "event-rqs", "--data", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "r2")])
+    err = capsys.readouterr().err
+    assert code == 2 and "missing.txt" in err and len(err.strip().splitlines()) == 1
