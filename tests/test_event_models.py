@@ -128,3 +128,23 @@ def test_event_cli_train_sample_and_bad_input(tmp_path, capsys):
     code = main(["train", "event-rqs", "--data", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "r2")])
     err = capsys.readouterr().err
     assert code == 2 and "missing.txt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bench_events_writes_the_table(tmp_path):
+    """The Table 7.20 columns for a model, the truth floor and the producer's rate, as markdown + JSON."""
+    import json
+
+    from hepgen.cli.main import main
+
+    run, _ = _train("event-maf-types", tmp_path, epochs=1)
+    code = main(["bench", "events", "--model", str(run), "--num-events", "300", "--classifier-runs", "1",
+                 "--classifier-epochs", "2", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "bench")])
+    assert code == 0
+    md = (tmp_path / "bench" / "events_bench.md").read_text()
+    assert "truth floor" in md and str(run) in md and "thesis Exp. I" in md
+    res = json.loads((tmp_path / "bench" / "events_bench.json").read_text())
+    row = res["models"][str(run)]
+    assert 0 <= row["metrics"]["js_avg"]["value"] <= 1 and row["events_per_s"] > 0
+    assert res["producer_events_per_s"] > 0
+    # the floor (same generator, same size) is closer than an untrained model
+    assert res["floor"]["w1_avg"]["value"] < row["metrics"]["w1_avg"]["value"]

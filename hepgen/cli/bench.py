@@ -90,3 +90,44 @@ def calo(
     names = list(models) if models else [n for n in shipped_models() if n.endswith(f"/{geometry}")]
     bench_calo(names, reference, floor, out, out / "calo_work", classifier_epochs=classifier_epochs,
                classifier_runs=classifier_runs, solver=solver, steps=steps, echo=typer.echo)
+
+
+@app.command("events")
+def events(
+    models: list[str] = typer.Option(None, "--model", help="Shipped model or run folder [default: the shipped event models]."),
+    process: str = typer.Option("ttbar", "--process", help="Process of the reference samples (made if missing)."),
+    num_events: int = typer.Option(20_000, "--num-events", help="Events in the reference (and each generated) sample."),
+    batch_size: int = typer.Option(10_000, "--batch-size", help="Events per forward pass when sampling."),
+    classifier_epochs: int = typer.Option(20, "--classifier-epochs", help="Epochs of each classifier run."),
+    classifier_runs: int = typer.Option(2, "--classifier-runs", help="Repeated classifier runs (error = spread)."),
+    solver: str = typer.Option(None, "--solver", help="Override the ODE solver of event-cflow models."),
+    steps: int = typer.Option(None, "--steps", help="Override the solver steps of event-cflow models."),
+    data: Path = typer.Option(Path("data/events"), "--data", help="Folder for the cached reference samples."),
+    out: Path = typer.Option(Path("bench-results"), "--out", help="Folder for events_bench.md/.json."),
+) -> None:
+    """The Table 7.20 columns (W1/KL/JS averages) plus total-E/pT agreement, AUC, events/s vs the producer."""
+    from hepgen.bench.events import bench_events
+    from hepgen.errors import OptionError
+    from hepgen.shipped import shipped_models
+    from hepgen.simulate.events import PROCESSES, generate_events
+
+    if process not in PROCESSES:
+        raise OptionError(f"--process: unknown process {process!r}; choose one of {', '.join(PROCESSES)}")
+    if num_events <= 0:
+        raise OptionError(f"--num-events must be positive, got {num_events}")
+    if batch_size <= 0:
+        raise OptionError(f"--batch-size must be positive, got {batch_size}")
+    data.mkdir(parents=True, exist_ok=True)
+    reference = data / f"{process}_bench_reference_{num_events}.txt"
+    floor = data / f"{process}_bench_floor_{num_events}.txt"
+    for path, seed in ((reference, 9001), (floor, 9002)):
+        if not path.exists():
+            typer.echo(f"making {path} ...")
+            generate_events(process, num_events, seed=seed, out=path)
+    names = list(models) if models else [n for n in shipped_models() if n.startswith("event-")]
+    if not names:
+        raise OptionError("--model: no event model given and none shipped")
+    bench_events(names, reference, floor, out, out / "events_work", batch_size=batch_size,
+                 classifier_runs=classifier_runs, classifier_epochs=classifier_epochs, solver=solver, steps=steps,
+                 echo=typer.echo)
+    typer.echo((out / "events_bench.md").read_text())
