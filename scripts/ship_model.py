@@ -17,6 +17,7 @@ import yaml
 
 from hepgen.data.jetnet import read_jets
 from hepgen.models.assemblies.calo import CALO_MODELS
+from hepgen.models.assemblies.events import EVENT_MODELS
 from hepgen.models.multiplicity import MultiplicityKDE
 from hepgen.shipped import ROOT
 from hepgen.training.run import full_multiplicity
@@ -36,6 +37,9 @@ def main() -> None:
     cfg = yaml.safe_load((args.run / "config.yaml").read_text())
     if cfg["model"] in CALO_MODELS:
         ship_calo(args, cfg, dest)
+        return
+    if cfg["model"] in EVENT_MODELS:
+        ship_events(args, cfg, dest)
         return
     if args.sampler_method:
         cfg["sampler"] = {"method": args.sampler_method, "steps": args.sampler_steps}
@@ -94,3 +98,26 @@ def ship_calo(args, cfg: dict, dest: Path) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def ship_events(args, cfg: dict, dest: Path) -> None:
+    """Event runs: config, transform, count-vector tables and float32 weights (the flows are
+    small; half precision would shift their log-densities), and the card."""
+    if args.sampler_method:
+        cfg["sampler"] = {**cfg.get("sampler", {}), "method": args.sampler_method, "steps": args.sampler_steps}
+    (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    for name in ("transform.json", "counts.json", "weights.pt"):
+        shutil.copy(args.run / name, dest / name)
+    epochs = {}
+    for log in sorted((args.run / "logs").glob("*/metrics.csv")):
+        rows = list(csv.DictReader(open(log)))
+        epochs[log.parent.name] = max(int(r["epoch"]) for r in rows) + 1 if rows else 0
+    card = {
+        "summary": args.summary or f"{cfg['model']} on {cfg.get('process')} events",
+        "model": cfg["model"],
+        "training_data": cfg.get("training_data"),
+        "epochs_trained": epochs,
+        "hardware": "2 CPU cores, one thread per run",
+    }
+    (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    print(f"shipped {args.run} as {args.name} in {dest}")

@@ -9,11 +9,12 @@ as they are (seed 003 L740-760). On top of that:
   rank of every position are known (:func:`token_layout`), so models generate features
   only, never types.
 * :class:`EventTokenTransform` (``event-cflow``): token 0 is the MET, then the objects.
-  Per object (log10 pT, eta, delta-phi, log10(E / (pT cosh eta))): azimuths are taken
-  relative to METphi, so the model never sees the global rotation (METphi is drawn
-  uniformly at sampling), and the last variable is >= 0 for every physical four-vector
-  (E >= |p|), so decoded objects are never tachyonic. Each variable is standardised per
-  token type.
+  Per object (log10(pT - pT_min), atanh(eta / eta_max), delta-phi, log10(E / (pT cosh
+  eta))): pT_min and eta_max are the object cuts of the type, so every decoded object
+  passes them; azimuths are taken relative to METphi, so the model never sees the global
+  rotation (METphi is drawn uniformly at sampling); the last variable is >= 0 for every
+  physical four-vector (E >= |p|), so decoded objects are never tachyonic. Each variable
+  is standardised per token type.
 * :class:`EventVectorTransform` (``event-rqs``): the fixed vector of Experiment III,
   (log10 MET, METphi) + 16 slots x (log10 E, log10 pT, eta, phi) with the slot maxima of
   seed 003 Table 7.15 (4 j, 2 b, 2 of each lepton, 2 g); absent slots are zeros, events
@@ -109,17 +110,39 @@ def build_sample(objects: np.ndarray, types: np.ndarray, met: np.ndarray, met_ph
 
 
 class EventTokenTransform(Transform):
-    """MET token + objects as standardised (log10 pT, eta, dphi, log10 E/(pT cosh eta)) tokens."""
+    """MET token + objects as standardised (log10(pT - pT_min), atanh(eta / eta_max), dphi,
+    log10 E/(pT cosh eta)) tokens.
+
+    ``pt_min`` / ``eta_max`` per type are the object cuts of the dataset (the Dark Machines
+    ones, :data:`hepgen.simulate.events.OBJECT_CUTS`, in the files' MeV), loosened where the
+    training objects go beyond them, so every decoded object passes its object cut by
+    construction and only the event-level (trigger) selection can reject an event."""
 
     name = "event-tokens"
 
-    def __init__(self, max_objects: int = 20, mean: Any = None, std: Any = None):
+    def __init__(self, max_objects: int = 20, mean: Any = None, std: Any = None, pt_min: Any = None,
+                 eta_max: Any = None):
         self.max_objects = int(max_objects)
         self.mean = None if mean is None else np.asarray(mean, np.float64)
         self.std = None if std is None else np.asarray(std, np.float64)
+        self.pt_min = None if pt_min is None else np.asarray(pt_min, np.float64)
+        self.eta_max = None if eta_max is None else np.asarray(eta_max, np.float64)
+
+    def _fit_cuts(self, objects: np.ndarray, types: np.ndarray) -> None:
+        from hepgen.simulate.events import OBJECT_CUTS, UNITS
+
+        self.pt_min, self.eta_max = np.zeros(NUM_TYPES), np.zeros(NUM_TYPES)
+        for code, kind in enumerate(OBJECT_TYPES):
+            pt_cut, eta_cut = OBJECT_CUTS[kind]
+            sel = types == code
+            pt, eta = objects[..., 1][sel], np.abs(objects[..., 2][sel])
+            self.pt_min[code] = min(pt_cut * UNITS["MeV"], 0.999 * pt.min()) if len(pt) else pt_cut * UNITS["MeV"]
+            self.eta_max[code] = max(eta_cut, 1.001 * eta.max()) if len(eta) else eta_cut
 
     def _raw(self, sample: EventSample):
         objects, types, counts = object_table(sample)
+        if self.pt_min is None:
+            self._fit_cuts(objects, types)
         keep = counts.sum(1) <= self.max_objects
         objects, types, counts = objects[keep, :self.max_objects], types[keep, :self.max_objects], counts[keep]
         met, met_phi = sample.met[keep], sample.met_phi[keep]
@@ -128,9 +151,10 @@ class EventTokenTransform(Transform):
         x[:, 0, 0] = np.log10(np.maximum(met, 1e-12))
         e, pt, eta, phi = np.moveaxis(objects, -1, 0)
         real = types >= 0
+        t = np.where(real, types, 0)
         pt_safe = np.where(real, pt, 1.0)
-        x[:, 1:, 0] = np.log10(pt_safe)
-        x[:, 1:, 1] = eta
+        x[:, 1:, 0] = np.log10(np.maximum(pt_safe - self.pt_min[t], 1e-3))
+        x[:, 1:, 1] = np.arctanh(np.clip(eta / self.eta_max[t], -1 + 1e-7, 1 - 1e-7))
         x[:, 1:, 2] = wrap_phi(phi - met_phi[:, None])
         x[:, 1:, 3] = np.log10(np.maximum(np.where(real, e, 1.0) / (pt_safe * np.cosh(eta)), 1.0))
         x[:, 1:] *= real[..., None]
@@ -138,6 +162,7 @@ class EventTokenTransform(Transform):
         return x, token_types, counts, keep
 
     def fit(self, sample: EventSample, mask=None) -> "EventTokenTransform":
+        self.pt_min = self.eta_max = None
         x, token_types, _, keep = self._raw(sample)
         if not keep.any():
             raise InvalidDataError(f"no event has at most {self.max_objects} objects")
@@ -173,8 +198,9 @@ class EventTokenTransform(Transform):
         raw = x * self.std[t] + self.mean[t]
         met = 10.0 ** raw[:, 0, 0]
         obj = raw[:, 1:]
-        pt = 10.0 ** obj[..., 0]
-        eta = obj[..., 1]
+        to = t[:, 1:]
+        pt = self.pt_min[to] + 10.0 ** obj[..., 0]
+        eta = self.eta_max[to] * np.tanh(obj[..., 1])
         phi = wrap_phi(obj[..., 2] + met_phi[:, None])
         e = pt * np.cosh(eta) * 10.0 ** np.maximum(obj[..., 3], 0.0)
         objects = np.stack([e, pt, eta, phi], -1) * (types >= 0)[..., None]
@@ -183,7 +209,8 @@ class EventTokenTransform(Transform):
     inverse_transform = decode
 
     def params(self) -> dict[str, Any]:
-        return {"max_objects": self.max_objects, "mean": self.mean.tolist(), "std": self.std.tolist()}
+        return {"max_objects": self.max_objects, "mean": self.mean.tolist(), "std": self.std.tolist(),
+                "pt_min": self.pt_min.tolist(), "eta_max": self.eta_max.tolist()}
 
 
 class EventVectorTransform(Transform):
