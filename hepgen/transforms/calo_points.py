@@ -10,14 +10,18 @@
   coordinates clamped to (1e-5, 1 - 1e-5), logit, then standardisation (seed 000 sec. 6.2.1);
 * :class:`HitCountModel`: the number of hits given E_inc (a quadratic fit of log n in
   log E_inc with a Gaussian spread in bins of E_inc; the thesis used the test-set counts);
+* :class:`ShowerSizeModel`: n and the total energy given E_inc jointly (quadratic trends,
+  Gaussian copula of the empirical residuals per E_inc bin); sampled showers are rescaled
+  to its total energy when the run's ``sampler.rescale_energy`` is on;
 * post-processing: :func:`rotate_alpha` (a random rotation of each shower, sec. 6.3.2)
-  and :func:`resolve_collisions` (a hit that lands in an occupied cell moves to the free
-  neighbouring cell nearest in (alpha, r, layer), or merges when none is free), then
+  and :func:`resolve_collisions` (vectorised: a hit that lands in an occupied cell moves to
+  a free neighbouring cell, else to the nearest free cell of its shower), then
   :func:`hits_to_showers` bins the hits back onto the geometry.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import numpy as np
@@ -190,6 +194,73 @@ class HitCountModel:
         return cls(d["coef"], d["edges"], d["sigma"], d["max_hits"])
 
 
+class ShowerSizeModel:
+    """(n_hits, E_tot / E_inc) | E_inc, jointly: a quadratic trend in log E_inc for
+    y = (log n, log(E_tot / E_inc)) and, in quantile bins of E_inc, a Gaussian copula of
+    the residuals (their empirical quantiles and the correlation of their normal scores).
+
+    The sampled total energy sets the energy scale of a generated shower (its hit
+    energies are rescaled to it), so the response E_tot / E_inc, the feature a classifier
+    sees first, does not hinge on the network getting the mean of thousands of hit
+    energies right (a shift of 0.1 sigma in the Box-Cox hit energy is ~20% in E_tot).
+    """
+
+    def __init__(self, coef, edges, levels, quantiles, rho, max_hits: int):
+        self.coef = np.asarray(coef, np.float64)            # (2, 3)
+        self.edges = np.asarray(edges, np.float64)          # (bins + 1,)
+        self.levels = np.asarray(levels, np.float64)        # (Q,)
+        self.quantiles = np.asarray(quantiles, np.float64)  # (bins, 2, Q)
+        self.rho = np.asarray(rho, np.float64)              # (bins,)
+        self.max_hits = int(max_hits)
+
+    @classmethod
+    def fit(cls, e_inc: np.ndarray, counts: np.ndarray, e_tot: np.ndarray, max_hits: int, bins: int = 10,
+            num_quantiles: int = 41) -> "ShowerSizeModel":
+        x = np.log(np.asarray(e_inc, np.float64))
+        ok = (np.asarray(counts) > 0) & (np.asarray(e_tot) > 0)
+        if ok.sum() < 2 * bins:
+            raise InvalidDataError(f"need at least {2 * bins} showers with hits to fit the shower-size model")
+        x = x[ok]
+        y = np.stack([np.log(np.asarray(counts, np.float64)[ok]), np.log(np.asarray(e_tot, np.float64)[ok]) - x])
+        coef = np.stack([np.polyfit(x, yi, 2) for yi in y])
+        resid = y - np.stack([np.polyval(c, x) for c in coef])
+        edges = np.quantile(x, np.linspace(0, 1, bins + 1))
+        which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, bins - 1)
+        levels = np.linspace(0, 1, num_quantiles)
+        quantiles, rho = np.zeros((bins, 2, num_quantiles)), np.zeros(bins)
+        for b in range(bins):
+            rb = resid[:, which == b]
+            quantiles[b] = np.quantile(rb, levels, axis=1).T
+            scores = special.ndtri(np.clip((stats.rankdata(rb, axis=1) - 0.5) / rb.shape[1], 1e-6, 1 - 1e-6))
+            rho[b] = np.corrcoef(scores)[0, 1] if rb.shape[1] > 2 else 0.0
+        return cls(coef, edges, levels, quantiles, np.nan_to_num(rho), max_hits)
+
+    def sample(self, e_inc: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(n_hits (int), E_tot) for every incident energy."""
+        x = np.log(np.asarray(e_inc, np.float64))
+        which = np.clip(np.searchsorted(self.edges, x, side="right") - 1, 0, len(self.rho) - 1)
+        z = rng.standard_normal((2, len(x)))
+        rho = self.rho[which]
+        z[1] = rho * z[0] + np.sqrt(1 - rho ** 2) * z[1]
+        u = special.ndtr(z)
+        resid = np.zeros((2, len(x)))
+        for b in np.unique(which):
+            sel = which == b
+            for k in range(2):
+                resid[k, sel] = np.interp(u[k, sel], self.levels, self.quantiles[b, k])
+        y = np.stack([np.polyval(c, x) for c in self.coef]) + resid
+        n = np.clip(np.rint(np.exp(y[0])), 1, self.max_hits).astype(np.int64)
+        return n, np.exp(y[1] + x)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"coef": self.coef.tolist(), "edges": self.edges.tolist(), "levels": self.levels.tolist(),
+                "quantiles": self.quantiles.tolist(), "rho": self.rho.tolist(), "max_hits": self.max_hits}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ShowerSizeModel":
+        return cls(d["coef"], d["edges"], d["levels"], d["quantiles"], d["rho"], d["max_hits"])
+
+
 def rotate_alpha(bins: np.ndarray, n_alpha: int, rng: np.random.Generator) -> np.ndarray:
     """Rotate every shower by a random whole number of angular bins."""
     out = bins.copy()
@@ -197,39 +268,139 @@ def rotate_alpha(bins: np.ndarray, n_alpha: int, rng: np.random.Generator) -> np
     return out
 
 
-_NEIGHBOURS = [(0, da, 0) for da in (-1, 1)] + [(0, 0, dr) for dr in (-1, 1)] + \
+_RING = [(0, da, 0) for da in (-1, 1)] + [(0, 0, dr) for dr in (-1, 1)] + \
     [(0, da, dr) for da in (-1, 1) for dr in (-1, 1)] + [(dz, 0, 0) for dz in (-1, 1)]
+#: neighbour offsets (layer, alpha, r) in the order they are tried: the ring above first,
+#: then the rest of a 5 x 7 x 7 box by distance, same layer first on ties
+_NEIGHBOURS = np.array(_RING + sorted(
+    ((dz, da, dr) for dz in range(-2, 3) for da in range(-3, 4) for dr in range(-3, 4)
+     if (dz, da, dr) != (0, 0, 0) and (dz, da, dr) not in _RING),
+    key=lambda o: (o[0] ** 2 + o[1] ** 2 + o[2] ** 2, abs(o[0]), abs(o[2]), o)))
+_NEAR = 26  # the ring and the nearest cells after it
 
 
-def resolve_collisions(energy: np.ndarray, bins: np.ndarray, mask: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """Move hits that share a cell to a free neighbouring cell (highest energy stays).
+@functools.lru_cache(maxsize=8)
+def _neighbour_table(shape: tuple[int, int, int]) -> np.ndarray:
+    """(voxels, K) flat index of every cell's neighbours in search order; -1 outside the grid
+    (alpha wraps around; an offset that wraps onto a cell already listed, or onto the cell
+    itself, is -1 too)."""
+    layers, n_alpha, n_r = shape
+    z, a, r = (g.reshape(-1, 1) for g in np.unravel_index(np.arange(layers * n_alpha * n_r), shape))
+    z2, a2, r2 = z + _NEIGHBOURS[:, 0], (a + _NEIGHBOURS[:, 1]) % n_alpha, r + _NEIGHBOURS[:, 2]
+    inside = (z2 >= 0) & (z2 < layers) & (r2 >= 0) & (r2 < n_r)
+    table = np.where(inside, (z2 * n_alpha + a2) * n_r + r2, -1).astype(np.int32)
+    order = np.argsort(table, axis=1, kind="stable")  # a cell reached twice keeps its first offset
+    srt = np.take_along_axis(table, order, 1)
+    again = np.zeros_like(srt, dtype=bool)
+    again[:, 1:] = srt[:, 1:] == srt[:, :-1]
+    again |= srt == np.arange(len(table))[:, None]  # wrapped onto the cell itself
+    np.put_along_axis(table, order, np.where(again, -1, srt), 1)
+    table.setflags(write=False)
+    return table
 
-    Neighbours are tried in the order alpha +-1, r +-1, diagonal in (alpha, r), layer +-1;
-    a hit with no free neighbour stays and merges with the occupant when binned.
-    Returns the new bins; only showers with collisions are looked at hit by hit.
+
+def _first_by_energy(keys: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """Boolean mask of the entries with the highest energy among those sharing a key."""
+    return _rank_by_energy(keys, energy) == 0
+
+
+def _rank_by_energy(keys: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """0 for the brightest entry of each key, 1 for the next, ..."""
+    order = np.lexsort((-energy, keys))
+    k = keys[order]
+    start = np.ones(len(k), dtype=bool)
+    start[1:] = k[1:] != k[:-1]
+    group_start = np.maximum.accumulate(np.where(start, np.arange(len(k)), 0))
+    rank = np.empty(len(k), dtype=np.int64)
+    rank[order] = np.arange(len(k)) - group_start
+    return rank
+
+
+def resolve_collisions(energy: np.ndarray, bins: np.ndarray, mask: np.ndarray, shape: tuple[int, int, int],
+                       rounds: int = 5, chunk: int = 20_000) -> np.ndarray:
+    """Move hits that share a cell to free cells nearby (the brightest hit of a cell stays).
+
+    Vectorised over all showers and hits (numpy). The brightest hit of every cell keeps
+    it; the others, brightest first, look for free cells among the neighbour offsets
+    ``_NEIGHBOURS`` (alpha +-1, r +-1, the diagonals in (alpha, r), layer +-1, then a
+    5 x 7 x 7 box by distance; alpha wraps around): the k-th brightest of the hits
+    displaced from one cell takes the k-th free neighbour, and when hits from different
+    cells claim the same free cell the brightest gets it and the others try again in the
+    next round. Hits still without a cell after ``rounds`` rounds (or when no neighbour is
+    free) take the nearest free cell of their shower one at a time, brightest first, all
+    showers at once (squared distance in bin units, alpha circular). A hit stays,
+    and merges with the occupant when binned, only when its shower has no free cell.
+    Energies are not touched, so the binned energy is conserved. Returns the new bins.
     """
     layers, n_alpha, n_r = shape
-    out = bins.copy()
-    cell = (bins[..., 0] * n_alpha + bins[..., 1]) * n_r + bins[..., 2]
-    cell = np.where(mask, cell, -1 - np.arange(cell.shape[1])[None, :])  # padding never collides
-    srt = np.sort(cell, axis=1)
-    has = (srt[:, 1:] == srt[:, :-1]).any(1)
-    for i in np.nonzero(has)[0]:
-        order = np.argsort(-energy[i] * mask[i], kind="stable")
-        taken: set[int] = set()
-        for j in order:
-            if not mask[i, j]:
-                continue
-            z, a, r = out[i, j]
-            c = (z * n_alpha + a) * n_r + r
-            if c in taken:
-                for dz, da, dr in _NEIGHBOURS:
-                    z2, a2, r2 = z + dz, (a + da) % n_alpha, r + dr
-                    if 0 <= z2 < layers and 0 <= r2 < n_r:
-                        c2 = (z2 * n_alpha + a2) * n_r + r2
-                        if c2 not in taken:
-                            out[i, j] = (z2, a2, r2)
-                            c = c2
-                            break
-            taken.add(int(c))
+    voxels = layers * n_alpha * n_r
+    out = np.array(bins, dtype=np.int64, copy=True)
+    hb, hj = np.nonzero(mask)
+    if len(hb) == 0:
+        return out
+    e = np.asarray(energy, dtype=np.float64)[hb, hj]
+    pos = out[hb, hj]  # (H, 3) current (layer, alpha, r) of every hit
+    cell = hb * voxels + (pos[:, 0] * n_alpha + pos[:, 1]) * n_r + pos[:, 2]
+    rank = _rank_by_energy(cell, e)
+    occupied = np.zeros(len(mask) * voxels, dtype=bool)
+    occupied[cell[rank == 0]] = True
+    pending = np.nonzero(rank > 0)[0]
+
+    def settle(p: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Give each claimed cell to its brightest claimant; returns who got one."""
+        won = _first_by_energy(target, e[p])
+        w, t = p[won], target[won]
+        rest = t - hb[w] * voxels
+        pos[w, 0], rest = np.divmod(rest, n_alpha * n_r)
+        pos[w, 1], pos[w, 2] = np.divmod(rest, n_r)
+        occupied[t] = True
+        return won
+
+    table = _neighbour_table(tuple(shape))
+    for step in range(rounds):
+        if len(pending) == 0:
+            break
+        width = _NEAR if step < 2 else table.shape[1]  # the nearest cells first: cheaper rounds
+        left = []
+        for lo in range(0, len(pending), chunk):
+            p = pending[lo:lo + chunk]
+            here = (pos[p, 0] * n_alpha + pos[p, 1]) * n_r + pos[p, 2]
+            nb = table[here, :width]
+            cand = hb[p, None] * voxels + nb
+            free = (nb >= 0) & ~occupied[cand]
+            # the k-th brightest of the hits waiting in one cell takes that cell's k-th free neighbour
+            k = _rank_by_energy(hb[p] * voxels + here, e[p])
+            pick = free & (np.cumsum(free, 1, dtype=np.int32) == (k + 1)[:, None])
+            has = pick.any(1)
+            won = np.zeros(len(p), dtype=bool)
+            if has.any():
+                won[has] = settle(p[has], cand[has, np.argmax(pick[has], 1)])
+            left.append(p[~won])
+        new = np.concatenate(left)
+        if len(new) == len(pending) and width == table.shape[1]:
+            break
+        pending = new
+
+    if len(pending):  # the rest, brightest first: the nearest free cell anywhere in the shower,
+        # one hit per shower at a time (showers do not compete, so all showers go at once)
+        occ = occupied.reshape(len(mask), voxels)
+        grid = np.unravel_index(np.arange(voxels), shape)
+        axes = [np.arange(k) for k in shape]
+        sq = [(ax[:, None] - ax[None, :]) ** 2 for ax in axes]
+        da = np.abs(axes[1][:, None] - axes[1][None, :])
+        sq[1] = np.minimum(da, n_alpha - da) ** 2
+        slot = _rank_by_energy(hb[pending], e[pending])
+        order = np.argsort(slot, kind="stable")
+        bounds = np.flatnonzero(np.diff(slot[order])) + 1
+        for p in np.split(pending[order], bounds):
+            shower = hb[p]
+            dist = sq[0][pos[p, 0]][:, grid[0]] + sq[1][pos[p, 1]][:, grid[1]] + sq[2][pos[p, 2]][:, grid[2]]
+            dist[occ[shower]] = np.iinfo(dist.dtype).max
+            best = np.argmin(dist, 1)
+            ok = ~occ[shower, best]
+            p, best = p[ok], best[ok]
+            pos[p, 0], rest = np.divmod(best, n_alpha * n_r)
+            pos[p, 1], pos[p, 2] = np.divmod(rest, n_r)
+            occ[shower[ok], best] = True
+    out[hb, hj] = pos
     return out
