@@ -312,3 +312,16 @@ def test_shower_size_model_reproduces_counts_and_response():
         assert np.std(r_s[sel]) == pytest.approx(np.std(resp[sel]), rel=0.1)
         assert np.median(n_s[sel]) == pytest.approx(np.median(n[sel]), rel=0.01)
     assert r_s.max() <= resp.max() + 0.02  # quantile residuals: no Gaussian tail beyond the data
+
+
+def test_calo_bench_extends_a_report_on_the_same_reference(tmp_path):
+    import json
+
+    from hepgen.bench.calo import _previous
+
+    path = tmp_path / "calo_bench.json"
+    results = {"geometry": "ds2", "reference": "ref.h5", "num_showers": 10, "models": {}}
+    assert _previous(path, results) == {}
+    path.write_text(json.dumps({**results, "models": {"a": 1}, "floor": {}}))
+    assert _previous(path, results)["models"] == {"a": 1}
+    assert _previous(path, {**results, "reference": "other.h5"}) == {}

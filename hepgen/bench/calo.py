@@ -7,7 +7,9 @@ time the sampling at batch 1, 100 and 10000 on this CPU, count parameters. Adds 
 truth-floor row (a second reference sample vs the first), the reference simulator's own
 time per shower measured in the same run, and, for context, the published CaloChallenge
 rows for the same dataset (``results_summary.csv``; Geant4 there, not our stand-in).
-Writes ``calo_bench.md`` and ``calo_bench.json``.
+Writes ``calo_bench.md`` and ``calo_bench.json`` (``calo_bench_GEOMETRY.*`` for geometries
+other than ds2); a report against the same reference sample is extended, not replaced: its
+floor and the rows of models not named again are kept.
 """
 
 from __future__ import annotations
@@ -60,6 +62,18 @@ def _fmt(m: dict, key: str, digits: int = 3) -> str:
     return f"{m[key]['value']:.{digits}f} ± {m[key]['error']:.{digits}f}"
 
 
+def _previous(path: Path, results: dict) -> dict:
+    """An earlier report in ``path`` made against the same reference sample, else {}."""
+    if not path.is_file():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        return {}
+    same = all(old.get(k) == results[k] for k in ("geometry", "reference", "num_showers"))
+    return old if same else {}
+
+
 def bench_calo(models: list[str], reference: Path, floor: Path | None, out: Path, work: Path,
                classifier_epochs: int = 10, classifier_runs: int = 2, batches=(1, 100, 10_000),
                solver: str | None = None, steps: int | None = None, classifier_options: dict | None = None,
@@ -73,6 +87,13 @@ def bench_calo(models: list[str], reference: Path, floor: Path | None, out: Path
     real = read_showers(reference)
     geometry = real.geometry.name
     results: dict = {"geometry": geometry, "reference": str(reference), "num_showers": len(real), "models": {}}
+    stem = "calo_bench" if geometry == "ds2" else f"calo_bench_{geometry}"
+    previous = _previous(out / f"{stem}.json", results)
+    if previous:  # same reference: keep the floor and the rows of models not re-run
+        results["models"] = {k: v for k, v in previous.get("models", {}).items() if k not in models}
+        for key in ("floor", "reference_ms_per_shower"):
+            if key in previous:
+                results[key] = previous[key]
     kw = dict(classifier_epochs=classifier_epochs, classifier_runs=classifier_runs, plots=False, echo=lambda *a: None,
               progress=False, classifier_options=classifier_options or {"batch_size": 200, "lr": 1e-3})
 
@@ -104,16 +125,17 @@ def bench_calo(models: list[str], reference: Path, floor: Path | None, out: Path
                 md.append(f"| {r['submission name']} | {r['binary cls low']} | {r['binary cls high']} | {r['FPD * 1e3']} | "
                           f"{r['time CPU 1']} | {r['time CPU 100']} | {r['time CPU 10000']} | {r['Parameters generation']} |")
         results["published"] = rows
-        (out / "calo_bench.md").write_text("\n".join(md) + "\n")
-        (out / "calo_bench.json").write_text(json.dumps(results, indent=1, default=float))
+        (out / f"{stem}.md").write_text("\n".join(md) + "\n")
+        (out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float))
         return md
 
-    if floor is not None:
+    if floor is not None and "floor" not in results:
         echo(f"truth floor: {floor} vs {reference} ...")
         ev = evaluate_calo(reference, floor, work / "floor", **kw)
         results["floor"] = ev.metrics
-    echo(f"reference simulator ({geometry}) on one core ...")
-    results["reference_ms_per_shower"] = time_reference(geometry)
+    if "reference_ms_per_shower" not in results:
+        echo(f"reference simulator ({geometry}) on one core ...")
+        results["reference_ms_per_shower"] = time_reference(geometry)
     write()
     for name in models:
         surrogate = load_model(name)

@@ -41,6 +41,9 @@ from hepgen.models.blocks.embeddings import CosineTimeEmbedding
 from hepgen.transforms.calo import CaloShowerTransform
 
 CALO_MODELS = ("calodream", "caloinn", "mdma-calo")
+#: mdma-calo: hits per forward pass at most (a batch of 1000 showers of ~4000 hits would
+#: need gigabytes per activation)
+MAX_HITS_PER_PASS = 500_000
 
 #: defaults: the thesis values (seed 002 Tables B.1, B.3, B.4, B.7) where they exist
 THESIS: dict[str, dict[str, Any]] = {
@@ -186,7 +189,7 @@ def fast_mean_field(body, x: torch.Tensor, mask: torch.Tensor, c: torch.Tensor) 
     B, N, F_in = x.shape
     m = mask[..., None].to(x.dtype)
     wx, wc = _split_linear(body.alpha, [F_in, c.shape[-1]])
-    h = torch.baddbmm((c @ wc.T + body.alpha.bias)[:, None], x, wx.T.expand(B, -1, -1)) * m
+    h = (x @ wx.T).add_((c @ wc.T + body.alpha.bias)[:, None]).mul_(m)
     mean_field = body.init_field(h.sum(1) / body.max_particles)
     counts = count_features(mask.sum(1), body.max_particles)
     neg = torch.where(mask, 0.0, float("-inf")).to(x.dtype)[:, None]  # (B, 1, N)
@@ -196,7 +199,7 @@ def fast_mean_field(body, x: torch.Tensor, mask: torch.Tensor, c: torch.Tensor) 
         l_dim = h.shape[-1]
         phi = block.phi[0]
         px, pc = _split_linear(phi, [l_dim, c.shape[-1]])
-        e = F.leaky_relu_(torch.baddbmm((c @ pc.T + phi.bias)[:, None], h, px.T.expand(B, -1, -1)), 0.2)
+        e = F.leaky_relu_((h @ px.T).add_((c @ pc.T + phi.bias)[:, None]), 0.2)
         attn = block.attn
         hidden, heads = attn.embed_dim, attn.num_heads
         d = hidden // heads
@@ -213,9 +216,8 @@ def fast_mean_field(body, x: torch.Tensor, mask: torch.Tensor, c: torch.Tensor) 
             mean_field = mean_field * torch.sigmoid(block.gate(torch.cat([counts, c], -1)))
         psi0 = block.psi[0]
         s_e, s_m, s_c = _split_linear(psi0, [hidden, hidden, c.shape[-1]])
-        u = F.leaky_relu_(torch.baddbmm((mean_field @ s_m.T + c @ s_c.T + psi0.bias)[:, None], e,
-                                        s_e.T.expand(B, -1, -1)), 0.2)
-        h = block.norm(torch.baddbmm(h, u, block.psi[2].weight.T.expand(B, -1, -1)) + block.psi[2].bias)
+        u = F.leaky_relu_((e @ s_e.T).add_((mean_field @ s_m.T + c @ s_c.T + psi0.bias)[:, None]), 0.2)
+        h = block.norm(F.linear(u, block.psi[2].weight, block.psi[2].bias).add_(h))
     return h
 
 
@@ -345,8 +347,14 @@ class CaloSurrogate:
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         order = np.argsort(counts, kind="stable")  # similar sizes share a batch
         showers = np.zeros((len(e_inc), self.geometry.num_voxels), dtype=np.float32)
-        for lo in tqdm(range(0, len(order), batch_size), desc="sampling showers", disable=not progress):
-            idx = order[lo:lo + batch_size]
+        bar = tqdm(total=len(order), desc="sampling showers", disable=not progress)
+        lo = 0
+        while lo < len(order):
+            # at most batch_size showers and MAX_HITS_PER_PASS hits per pass (memory)
+            width = int(counts[order[min(lo + batch_size, len(order)) - 1]])
+            idx = order[lo:lo + min(batch_size, max(1, MAX_HITS_PER_PASS // width))]
+            lo += len(idx)
+            bar.update(len(idx))
             n = counts[idx]
             width = int(n.max())
             mask = torch.as_tensor(np.arange(width)[None, :] < n[:, None], device=dev)
@@ -363,6 +371,7 @@ class CaloSurrogate:
             out = hits_to_showers(energy, bins, m, self.geometry)
             out[out < self.transform.threshold] = 0.0
             showers[idx] = out
+        bar.close()
         return ShowerSample(e_inc.astype(np.float32), showers, self.geometry)
 
     def _sample_batch(self, c, method, steps, gen, dev):
