@@ -96,9 +96,6 @@ def ship_calo(args, cfg: dict, dest: Path) -> None:
     print(f"shipped {args.run} as {args.name} in {dest}")
 
 
-if __name__ == "__main__":
-    main()
-
 
 def ship_events(args, cfg: dict, dest: Path) -> None:
     """Event runs: config, transform, count-vector tables and float32 weights (the flows are
@@ -121,3 +118,7 @@ def ship_events(args, cfg: dict, dest: Path) -> None:
     }
     (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
     print(f"shipped {args.run} as {args.name} in {dest}")
+
+
+if __name__ == "__main__":
+    main()
