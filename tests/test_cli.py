@@ -188,7 +188,7 @@ def test_data_calo_cli(tmp_path, capsys):
     assert out.read_bytes() == before
 
 
-@pytest.mark.parametrize("name,voxels", [("calodream/ds2", 6480), ("caloinn/ds1-photons", 368)])
+@pytest.mark.parametrize("name,voxels", [("calodream/ds2", 6480), ("caloinn/ds1-photons", 368), ("mdma-calo/ds2", 6480)])
 def test_shipped_calo_models_sample_reproducibly(name, voxels, tmp_path):
     from hepgen.shipped import shipped_models
 
