@@ -207,3 +207,22 @@ def test_shipped_calo_models_sample_reproducibly(name, voxels, tmp_path):
     assert showers.showers.shape == (30, voxels)
     response = showers.showers.sum(1) / showers.incident_energies[:, 0]
     assert 0.5 < np.median(response) < 1.3  # a trained model deposits about the incident energy
+
+
+@pytest.mark.parametrize("name", ["event-cflow/ttbar", "event-maf-types/ttbar"])
+def test_shipped_event_models_sample_reproducibly(name, tmp_path):
+    """The shipped event models sample without training, reproducibly, and every event passes the selection."""
+    from hepgen.data.darkmachines import read_events
+    from hepgen.simulate.events import selection_mask
+
+    files = []
+    for tag in ("a", "b"):
+        out = tmp_path / f"{tag}.txt"
+        r = run("sample", name, "--num", "300", "--seed", "1", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        files.append(out)
+    assert files[0].read_bytes() == files[1].read_bytes()
+    events = read_events(files[0])
+    assert len(events) == 300 and selection_mask(events).all()
+    counts = events.count_vectors()
+    assert 3.5 < counts[:, :2].sum(1).mean() < 7  # ttbar: about five jets + b-jets per event
