@@ -26,7 +26,6 @@ import shutil
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -35,6 +34,7 @@ import numpy as np
 from hepgen.data.calo import ShowerSample, read_showers
 from hepgen.data.geometry import CaloGeometry
 from hepgen.errors import HepgenError, InputFileError, InvalidDataError, OptionError
+from hepgen.evaluate import Evaluation
 from hepgen.metrics.calo import (
     HighLevelFeatures,
     Separation,
@@ -69,14 +69,7 @@ FEATURE_LABELS = {
 }
 
 
-@dataclass
-class CaloEvaluation:
-    metrics: dict
-    out_dir: Path
-
-    @property
-    def report(self) -> Path:
-        return self.out_dir / "report.html"
+CaloEvaluation = Evaluation
 
 
 # ---------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -36,6 +35,7 @@ import numpy as np
 
 from hepgen.data.darkmachines import OBJECT_TYPES, EventSample, concatenate, iter_events
 from hepgen.errors import HepgenError, InputFileError, InvalidDataError, OptionError
+from hepgen.evaluate import Evaluation
 from hepgen.evaluate.calo import _draw_ratio_pair, _mv, _plt, _timed
 from hepgen.metrics.events import (
     BINS,
@@ -62,14 +62,7 @@ TYPE_NAMES = {"j": "jets", "b": "b-jets", "e-": "electrons", "e+": "positrons", 
 ORDINALS = {1: "leading", 2: "subleading", 3: "3rd", 4: "4th"}
 
 
-@dataclass
-class EventEvaluation:
-    metrics: dict
-    out_dir: Path
-
-    @property
-    def report(self) -> Path:
-        return self.out_dir / "report.html"
+EventEvaluation = Evaluation
 
 
 # ---------------------------------------------------------------------------------------
