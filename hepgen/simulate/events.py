@@ -74,7 +74,7 @@ import numpy as np
 from hepgen.data.darkmachines import OBJECT_TYPES, TYPE_CODE, EventSample, concatenate, format_event
 from hepgen.errors import OptionError
 from hepgen.simulate import detector as det
-from hepgen.simulate.parallel import derive_seed, run_chunks
+from hepgen.simulate.parallel import chunk_sizes, derive_seed, run_chunks
 
 CHUNK_EVENTS = 250   # accepted events per task
 BATCH_EVENTS = 50    # events clustered together by FastJet's multi-event interface
@@ -574,9 +574,7 @@ def generate_events(
         raise OptionError(f"--process: unknown process {process!r}; choose one of {', '.join(PROCESSES)}")
     if num_events <= 0:
         raise OptionError(f"--num-events must be positive, got {num_events}")
-    sizes = [CHUNK_EVENTS] * (num_events // CHUNK_EVENTS)
-    if num_events % CHUNK_EVENTS:
-        sizes.append(num_events % CHUNK_EVENTS)
+    sizes = chunk_sizes(num_events, CHUNK_EVENTS)
     firsts = np.concatenate([[1], 1 + np.cumsum(sizes)[:-1]]).tolist()
     tasks = [(process, size, derive_seed(seed, i), firsts[i], mpi, card) for i, size in enumerate(sizes)]
     stats = {"generated": 0, "passed": 0, "sigma": []}

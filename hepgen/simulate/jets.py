@@ -46,7 +46,7 @@ import numpy as np
 
 from hepgen.data.jetnet import JET_TYPES, JetSample
 from hepgen.errors import OptionError
-from hepgen.simulate.parallel import derive_seed, run_chunks
+from hepgen.simulate.parallel import chunk_sizes, derive_seed, run_chunks
 
 CHUNK_JETS = 200
 JET_RADIUS = 0.8
@@ -268,9 +268,7 @@ def generate_jets(
         raise OptionError(f"--num-jets must be positive, got {num_jets}")
     if num_particles <= 0:
         raise OptionError(f"--num-particles must be positive, got {num_particles}")
-    sizes = [CHUNK_JETS] * (num_jets // CHUNK_JETS)
-    if num_jets % CHUNK_JETS:
-        sizes.append(num_jets % CHUNK_JETS)
+    sizes = chunk_sizes(num_jets, CHUNK_JETS)
     tasks = [
         (jet_type, size, num_particles, derive_seed(seed, i), pt_window, mpi) for i, size in enumerate(sizes)
     ]

@@ -27,6 +27,11 @@ def derive_seed(seed: int, index: int) -> int:
     return int(state) % MAX_SEED + 1
 
 
+def chunk_sizes(num: int, chunk: int) -> list[int]:
+    """``num`` items split into tasks of ``chunk`` (the last one smaller)."""
+    return [min(chunk, num - i) for i in range(0, num, chunk)]
+
+
 def default_workers() -> int:
     """All cores this process may use."""
     try:

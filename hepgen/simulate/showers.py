@@ -68,7 +68,7 @@ from scipy.special import gammainc
 from hepgen.data.calo import ShowerSample, ShowerWriter
 from hepgen.data.geometry import CaloGeometry, load_geometry
 from hepgen.errors import OptionError
-from hepgen.simulate.parallel import derive_seed, run_chunks
+from hepgen.simulate.parallel import chunk_sizes, derive_seed, run_chunks
 
 
 @dataclass(frozen=True)
@@ -344,10 +344,6 @@ def simulate_chunk(geometry_name: str, n: int, seed: int, progress=None) -> tupl
     if progress is not None:
         progress(n)
     return energy.astype(np.float32), showers.astype(np.float32)
-
-
-def chunk_sizes(num: int, chunk: int) -> list[int]:
-    return [min(chunk, num - i) for i in range(0, num, chunk)]
 
 
 def default_chunk(geometry: CaloGeometry) -> int:

@@ -18,16 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from lightning import LightningModule, Trainer, seed_everything
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning import LightningModule, seed_everything
 from torch.utils.data import DataLoader, TensorDataset
 
 from hepgen.data.calo import read_showers
 from hepgen.models.assemblies.calo import CaloSurrogate, calo_config
 from hepgen.models.blocks.bespoke import train_bespoke
 from hepgen.models.assemblies.jets import merge_config
-from hepgen.training.modules import FlowMatchingModule
+from hepgen.training.fit import fit_stage
+from hepgen.training.modules import FlowMatchingModule, NLLModule
 from hepgen.training.run import _read_config, check_run_options
 from hepgen.transforms.calo import CaloShowerTransform
 
@@ -96,46 +95,6 @@ class ShapeModule(LightningModule):
             self.ema.update_parameters(self.net)
 
 
-class INNModule(LightningModule):
-    def __init__(self, flow, lr: float = 1e-4, **_):
-        super().__init__()
-        self.flow, self.lr = flow, lr
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.flow.parameters(), lr=self.lr)
-
-    def training_step(self, batch, batch_idx):
-        y, c = batch
-        nll = -self.flow(c).log_prob(y).mean() / y.shape[1]
-        self.log("nll_per_dim", nll, prog_bar=True, batch_size=len(y))
-        return nll
-
-
-def _fit(module, data, out: Path, stage: str, max_epochs: int, max_time: float | None, resume: bool, progress: bool,
-         devices, num_nodes) -> None:
-    """One Lightning fit with the checkpoint ``checkpoints/{stage}.ckpt`` and CSV logs ``logs/{stage}``.
-
-    ``data`` is a DataLoader or a LightningDataModule; a data module brings its own
-    (DDP-aware bucket) batch sampler, so Lightning must not replace it."""
-    from lightning import LightningDataModule
-
-    is_module = isinstance(data, LightningDataModule)
-    ckpt = out / "checkpoints" / f"{stage}.ckpt"
-    trainer = Trainer(
-        max_epochs=max_epochs,
-        max_time={"seconds": max_time * 60} if max_time else None,
-        accelerator="auto", devices=devices, num_nodes=num_nodes,
-        default_root_dir=out, logger=CSVLogger(out, name="logs", version=stage),
-        callbacks=[ModelCheckpoint(dirpath=out / "checkpoints", filename=stage, save_top_k=1, every_n_epochs=1,
-                                   enable_version_counter=False)],
-        enable_progress_bar=progress, enable_model_summary=False,
-        log_every_n_steps=10 if is_module else max(1, min(10, len(data))), num_sanity_val_steps=0,
-        use_distributed_sampler=not is_module,
-    )
-    trainer.fit(module, **({"datamodule": data} if is_module else {"train_dataloaders": data}),
-                ckpt_path=str(ckpt) if resume and ckpt.exists() else None)
-
-
 def _run_config(model: str, geometry: str, out: Path, config, override, resume: bool) -> dict:
     """The run's config: the saved one when resuming, else thesis defaults + YAML + overrides."""
     if resume and (out / "config.yaml").exists():
@@ -191,8 +150,8 @@ def train_calo_model(model: str, data: str | os.PathLike, out: str | os.PathLike
     if model == "caloinn":
         y = torch.cat([tensors[0], tensors[1]], 1)
         loader = DataLoader(TensorDataset(y, tensors[2]), batch_size=bs, shuffle=True, generator=gen)
-        module = INNModule(networks["flow"], **training)
-        _fit(module, loader, out, "inn", epochs, max_time, resume, progress, devices, num_nodes)
+        module = NLLModule(networks["flow"], **{"weight_decay": 0.01, **training})  # AdamW default, as trained
+        fit_stage(module, loader, out, "inn", epochs, max_time, resume, progress, devices, num_nodes)
         networks = {"flow": module.flow.cpu().eval()}
         solvers = {}
     else:
@@ -200,13 +159,13 @@ def train_calo_model(model: str, data: str | os.PathLike, out: str | os.PathLike
         e_loader = DataLoader(TensorDataset(tensors[0], tensors[2]), batch_size=max(bs, 256), shuffle=True,
                               generator=gen)
         e_mod = EnergyModule(networks["energy"], **training)
-        _fit(e_mod, e_loader, out, "energy", epochs, max_time * share if max_time else None, resume, progress,
+        fit_stage(e_mod, e_loader, out, "energy", epochs, max_time * share if max_time else None, resume, progress,
              devices, num_nodes)
         s_loader = DataLoader(TensorDataset(tensors[1], tensors[2], tensors[0]), batch_size=bs, shuffle=True,
                               generator=gen)
         s_mod = ShapeModule(networks["shape"], **training)
         used = (time.perf_counter() - started) / 60
-        _fit(s_mod, s_loader, out, "shape", epochs,
+        fit_stage(s_mod, s_loader, out, "shape", epochs,
              max(max_time * 0.9 - used, 0.1) if max_time else None, resume, progress, devices, num_nodes)
         networks = {"energy": e_mod.net.cpu().eval(), "shape": s_mod.sampling_network().cpu().eval()}
         solvers = fit_bespoke_solvers(networks["shape"], tensors[2], tensors[0], cfg["sampler"], seed, progress)
@@ -274,7 +233,7 @@ def _train_points(data, out: Path, config, override, max_epochs, max_time, seed,
     module = FlowMatchingModule(networks["velocity"], **training)
     module.ema = warm_ema(module.velocity, training.get("ema_decay", 0.999))
     dm = JetDataModule(x, mask, c, batch_size=int(training.get("batch_size", 16)), seed=seed, trim=True)
-    _fit(module, dm, out, "points", int(max_epochs or training.get("epochs", 100)), max_time, resume, progress,
+    fit_stage(module, dm, out, "points", int(max_epochs or training.get("epochs", 100)), max_time, resume, progress,
          devices, num_nodes)
     surrogate = CaloSurrogate(cfg, transform, {"velocity": module.sampling_network().cpu().eval()})
     surrogate.save(out)

@@ -30,7 +30,7 @@ from hepgen.errors import InvalidDataError
 from hepgen.models.alias import AliasSampler
 from hepgen.models.assemblies.events import EventSurrogate, event_config
 from hepgen.models.assemblies.jets import merge_config
-from hepgen.training.calo import _fit
+from hepgen.training.fit import fit_stage
 from hepgen.training.modules import FlowMatchingModule, NLLModule
 from hepgen.training.run import _read_config, check_run_options
 
@@ -73,7 +73,7 @@ def train_event_model(model: str, data: str | os.PathLike, out: str | os.PathLik
         nets = EventSurrogate.build(cfg)
         module = FlowMatchingModule(nets["velocity"], **training)
         dm = JetDataModule(x, mask, counts.astype(np.float32), batch_size=bs, seed=seed, trim=True)
-        _fit(module, dm, out, "cflow", epochs, max_time, resume, progress, devices, num_nodes)
+        fit_stage(module, dm, out, "cflow", epochs, max_time, resume, progress, devices, num_nodes)
         nets = {"velocity": module.sampling_network().cpu().eval()}
     elif model == "event-rqs":
         v, keep = transform.encode(sample)
@@ -85,7 +85,7 @@ def train_event_model(model: str, data: str | os.PathLike, out: str | os.PathLik
         loader = DataLoader(TensorDataset(torch.as_tensor(v)), batch_size=min(bs, len(v)), shuffle=True,
                             generator=gen)
         module = NLLModule(nets["flow"], **training)
-        _fit(module, loader, out, "rqs", epochs, max_time, resume, progress, devices, num_nodes)
+        fit_stage(module, loader, out, "rqs", epochs, max_time, resume, progress, devices, num_nodes)
         nets = {"flow": module.flow.cpu().eval()}
     else:
         raw = transform.raw(sample)
@@ -110,7 +110,7 @@ def train_event_model(model: str, data: str | os.PathLike, out: str | os.PathLik
             if max_time:
                 used = (time.perf_counter() - started) / 60
                 left = max((max_time - used) / (len(stages) - i), 0.05)
-            _fit(module, loader, out, f"maf-{kind}", epochs, left, resume, progress, devices, num_nodes)
+            fit_stage(module, loader, out, f"maf-{kind}", epochs, left, resume, progress, devices, num_nodes)
             nets[kind] = module.flow.cpu().eval()
     surrogate = EventSurrogate(cfg, transform, alias, nets)
     surrogate.save(out)

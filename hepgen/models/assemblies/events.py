@@ -168,8 +168,9 @@ class EventSurrogate:
 
     @classmethod
     def make_transform(cls, cfg: dict):
-        return {"event-maf-types": ObjectScaler, "event-rqs": EventVectorTransform,
-                "event-cflow": lambda: EventTokenTransform(cfg["training"]["max_objects"])}[cfg["model"]]()
+        if cfg["model"] == "event-cflow":
+            return EventTokenTransform(cfg["training"]["max_objects"])
+        return EventVectorTransform() if cfg["model"] == "event-rqs" else ObjectScaler()
 
     @property
     def num_parameters(self) -> int:
@@ -209,7 +210,7 @@ class EventSurrogate:
     # -- sampling --------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        return next(iter(self.networks.values())).parameters().__next__().device
+        return next(next(iter(self.networks.values())).parameters()).device
 
     @torch.no_grad()
     def sample(self, num: int, seed: int = 0, batch_size: int = 10_000, method: str | None = None,
