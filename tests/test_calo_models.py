@@ -280,7 +280,7 @@ def test_fast_mean_field_matches_the_generic_blocks():
 def test_warm_ema_forgets_the_initial_weights():
     """With a plain EMA (decay 0.999) the sampling network of a run of ~1000 steps is still
     37% its random initialisation: the cause of mdma-calo showers with 1.5x the energy."""
-    from hepgen.training.calo import warm_ema
+    from hepgen.training.ema import warm_ema
 
     net = nn.Linear(3, 2)
     ema = warm_ema(net, 0.999)

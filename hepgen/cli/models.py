@@ -21,6 +21,7 @@ def train(
     num_nodes: int = typer.Option(1, "--num-nodes", help="Nodes for multi-node DDP (launched by your scheduler)."),
     num_showers: int = typer.Option(None, "--num-showers", help="Use only the first N showers of --data (calorimeter models)."),
     num_events: int = typer.Option(None, "--num-events", help="Use only the first N events of --data (event models)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar (off for background runs with a log file)."),
 ) -> None:
     """Train a generative model; the run folder then samples with `hepgen sample RUN_DIR`."""
     from hepgen.models.assemblies.calo import CALO_MODELS
@@ -30,7 +31,7 @@ def train(
     if model in EVENT_MODELS:
         from hepgen.training.events import train_event_model
 
-        run = train_event_model(model, data, out, config, max_epochs, max_time, seed, resume,
+        run = train_event_model(model, data, out, config, max_epochs, max_time, seed, resume, progress=progress,
                                 devices=devices, num_nodes=num_nodes, num_events=num_events)
         typer.echo(f"run folder: {run}")
         return
@@ -38,12 +39,12 @@ def train(
     if model in CALO_MODELS:
         from hepgen.training.calo import train_calo_model
 
-        run = train_calo_model(model, data, out, config, max_epochs, max_time, seed, resume,
+        run = train_calo_model(model, data, out, config, max_epochs, max_time, seed, resume, progress=progress,
                                devices=devices, num_nodes=num_nodes, num_showers=num_showers)
         typer.echo(f"run folder: {run}")
         return
 
-    run = train_jet_model(model, data, out, config, max_epochs, max_time, num_particles, seed, resume,
+    run = train_jet_model(model, data, out, config, max_epochs, max_time, num_particles, seed, resume, progress=progress,
                           devices=devices, num_nodes=num_nodes)
     typer.echo(f"run folder: {run}")
 

@@ -87,3 +87,28 @@ def comparison_plot(
     fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def learning_curve(history: Sequence[dict], path: str | Path, metrics=("w1m", "w1p", "w1efp", "fd")) -> Path:
+    """Selection score and each metric (as multiples of the truth floor) against epoch,
+    log scale, with the floor (1) and the best epoch marked."""
+    _setup()
+    import matplotlib.pyplot as plt
+
+    epochs = np.array([h["epoch"] + 1 for h in history])
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for m in metrics:
+        ax.plot(epochs, [h[f"{m}_ratio"] for h in history], marker=".", lw=1, label=m.upper())
+    score = np.array([h["score_ratio"] for h in history])
+    ax.plot(epochs, score, color="k", lw=2, label="score (geometric mean)")
+    best = int(np.argmin(score))
+    ax.axvline(epochs[best], color="grey", ls=":", label=f"selected: epoch {epochs[best]}")
+    ax.axhline(1.0, color="grey", ls="--", label="truth floor")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("metric / truth floor")
+    ax.legend(fontsize=12, ncol=2)
+    path = Path(path)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path

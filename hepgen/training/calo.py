@@ -18,46 +18,30 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from lightning import LightningModule, seed_everything
+from lightning import seed_everything
 from torch.utils.data import DataLoader, TensorDataset
 
 from hepgen.data.calo import read_showers
 from hepgen.models.assemblies.calo import CaloSurrogate, calo_config
 from hepgen.models.blocks.bespoke import train_bespoke
-from hepgen.models.assemblies.jets import merge_config
 from hepgen.training.fit import fit_stage
-from hepgen.training.modules import FlowMatchingModule, NLLModule
-from hepgen.training.run import _read_config, check_run_options
+from hepgen.training.ema import warm_ema
+from hepgen.training.modules import FlowMatchingModule, NLLModule, TrainingModule
+from hepgen.config import merge_config, read_config
+from hepgen.training.run import check_run_options
 from hepgen.transforms.calo import CaloShowerTransform
 
 
-def warm_ema(network: torch.nn.Module, decay: float | None):
-    """EMA of the weights whose decay ramps up as min(decay, (1 + k) / (10 + k)) after k
-    updates. A plain EMA with decay 0.999 still holds 0.999^k of the random initial
-    weights after k steps, 37% after the ~1000 steps a CPU run of mdma-calo managed,
-    which sampled showers with 1.5x the true energy."""
-    from torch.optim.swa_utils import AveragedModel
-
-    if not decay:
-        return None
-    decay = float(decay)
-
-    @torch.no_grad()
-    def update(averaged, current, num_averaged):
-        k = float(num_averaged)
-        d = min(decay, (1.0 + k) / (10.0 + k))
-        torch._foreach_lerp_(averaged, current, 1.0 - d)
-
-    return AveragedModel(network, multi_avg_fn=update, use_buffers=True)
-
-
-class EnergyModule(LightningModule):
-    def __init__(self, net, lr: float = 1e-3, **_):
-        super().__init__()
+class EnergyModule(TrainingModule):
+    def __init__(self, net, lr: float = 1e-3, **training):
+        super().__init__(training)
         self.net, self.lr = net, lr
 
+    def sampled(self):
+        return self.net
+
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.net.parameters(), lr=self.lr)
+        return self.with_schedule(torch.optim.AdamW(self.net.parameters(), lr=self.lr))
 
     def training_step(self, batch, batch_idx):
         u, c = batch
@@ -66,20 +50,19 @@ class EnergyModule(LightningModule):
         return loss
 
 
-class ShapeModule(LightningModule):
+class ShapeModule(TrainingModule):
     """CFM on the normalised voxels, conditioned on (c, u)."""
 
-    def __init__(self, net, lr: float = 1e-3, ema_decay: float | None = 0.999, **_):
-        super().__init__()
+    def __init__(self, net, lr: float = 1e-3, ema_decay: float | None = 0.999, **training):
+        super().__init__(training)
         self.net, self.lr = net, lr
         self.ema = warm_ema(net, ema_decay)
 
-    def sampling_network(self):
-        return self.ema.module if self.ema is not None else self.net
+    def sampled(self):
+        return self.net
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr)
-        return opt
+        return self.with_schedule(torch.optim.AdamW(self.net.parameters(), lr=self.lr))
 
     def training_step(self, batch, batch_idx):
         x1, c, u = batch
@@ -91,15 +74,14 @@ class ShapeModule(LightningModule):
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        if self.ema is not None:
-            self.ema.update_parameters(self.net)
+        self.update_ema()
 
 
 def _run_config(model: str, geometry: str, out: Path, config, override, resume: bool) -> dict:
     """The run's config: the saved one when resuming, else thesis defaults + YAML + overrides."""
     if resume and (out / "config.yaml").exists():
         return yaml.safe_load((out / "config.yaml").read_text())
-    return calo_config(model, geometry, merge_config(_read_config(config), override))
+    return calo_config(model, geometry, merge_config(read_config(config), override))
 
 
 def shower_transform(geometry: str, e_inc: np.ndarray, training: dict) -> CaloShowerTransform:
@@ -145,24 +127,21 @@ def train_calo_model(model: str, data: str | os.PathLike, out: str | os.PathLike
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     tensors = [torch.as_tensor(a, dtype=torch.float32) for a in (u_lat, x, c)]
     bs = int(training.get("batch_size", 64))
-    gen = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
     if model == "caloinn":
         y = torch.cat([tensors[0], tensors[1]], 1)
-        loader = DataLoader(TensorDataset(y, tensors[2]), batch_size=bs, shuffle=True, generator=gen)
+        loader = DataLoader(TensorDataset(y, tensors[2]), batch_size=bs, shuffle=True)
         module = NLLModule(networks["flow"], **{"weight_decay": 0.01, **training})  # AdamW default, as trained
         fit_stage(module, loader, out, "inn", epochs, max_time, resume, progress, devices, num_nodes)
         networks = {"flow": module.flow.cpu().eval()}
         solvers = {}
     else:
         share = float(training.get("energy_share", 0.2))
-        e_loader = DataLoader(TensorDataset(tensors[0], tensors[2]), batch_size=max(bs, 256), shuffle=True,
-                              generator=gen)
+        e_loader = DataLoader(TensorDataset(tensors[0], tensors[2]), batch_size=max(bs, 256), shuffle=True)
         e_mod = EnergyModule(networks["energy"], **training)
         fit_stage(e_mod, e_loader, out, "energy", epochs, max_time * share if max_time else None, resume, progress,
              devices, num_nodes)
-        s_loader = DataLoader(TensorDataset(tensors[1], tensors[2], tensors[0]), batch_size=bs, shuffle=True,
-                              generator=gen)
+        s_loader = DataLoader(TensorDataset(tensors[1], tensors[2], tensors[0]), batch_size=bs, shuffle=True)
         s_mod = ShapeModule(networks["shape"], **training)
         used = (time.perf_counter() - started) / 60
         fit_stage(s_mod, s_loader, out, "shape", epochs,
@@ -231,7 +210,6 @@ def _train_points(data, out: Path, config, override, max_epochs, max_time, seed,
     transform.save(out / "transform.json")  # with a checkpoint, enough to sample while training runs
     networks = CaloSurrogate.build(cfg)
     module = FlowMatchingModule(networks["velocity"], **training)
-    module.ema = warm_ema(module.velocity, training.get("ema_decay", 0.999))
     dm = JetDataModule(x, mask, c, batch_size=int(training.get("batch_size", 16)), seed=seed, trim=True)
     fit_stage(module, dm, out, "points", int(max_epochs or training.get("epochs", 100)), max_time, resume, progress,
          devices, num_nodes)

@@ -46,13 +46,20 @@ class BucketBatchSampler(Sampler[list[int]]):
     """Batches of jets with similar multiplicity, in random order every epoch."""
 
     def __init__(self, multiplicities: np.ndarray, batch_size: int, num_buckets: int = 10, seed: int = 0,
-                 drop_last: bool = True):
+                 drop_last: bool = True, epoch_source=None):
         self.n = np.asarray(multiplicities)
         self.batch_size = batch_size
         self.num_buckets = max(1, num_buckets)
         self.seed = seed
         self.drop_last = drop_last
         self.epoch = 0
+        # The epoch of each order comes from ``epoch_source()`` (the trainer's epoch
+        # counter, restored on --resume) when given, read when the first batch is drawn:
+        # Lightning creates the iterator of a resumed run before it restores the counter.
+        self.epoch_source = epoch_source
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def _rank_world(self):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -75,9 +82,11 @@ class BucketBatchSampler(Sampler[list[int]]):
         return batches[rank:usable:world]
 
     def __iter__(self):
+        if self.epoch_source is not None:
+            self.epoch = int(self.epoch_source())
         batches = self._batches()
         self.epoch += 1
-        return iter(batches)
+        yield from batches
 
     def __len__(self) -> int:
         rank, world = self._rank_world()
@@ -100,7 +109,12 @@ class JetDataModule(LightningDataModule):
         self.seed = seed
         self.num_workers = num_workers
 
+    def _trainer_epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return trainer.current_epoch if trainer is not None else 0
+
     def train_dataloader(self):
-        sampler = BucketBatchSampler(self.dataset.n, self.batch_size, self.num_buckets, self.seed)
+        sampler = BucketBatchSampler(self.dataset.n, self.batch_size, self.num_buckets, self.seed,
+                                     epoch_source=self._trainer_epoch)
         collate = trim_collate if self.trim else stack_collate
         return DataLoader(self.dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers)

@@ -29,10 +29,10 @@ from hepgen.data.darkmachines import OBJECT_TYPES, read_events
 from hepgen.errors import InvalidDataError
 from hepgen.models.alias import AliasSampler
 from hepgen.models.assemblies.events import EventSurrogate, event_config
-from hepgen.models.assemblies.jets import merge_config
 from hepgen.training.fit import fit_stage
 from hepgen.training.modules import FlowMatchingModule, NLLModule
-from hepgen.training.run import _read_config, check_run_options
+from hepgen.config import merge_config, read_config
+from hepgen.training.run import check_run_options
 
 #: a type needs this many training objects to get its own flow in event-maf-types
 MIN_OBJECTS = 50
@@ -47,7 +47,7 @@ def train_event_model(model: str, data: str | os.PathLike, out: str | os.PathLik
     if resume and (out / "config.yaml").exists():
         cfg = yaml.safe_load((out / "config.yaml").read_text())
     else:
-        cfg = event_config(model, merge_config(_read_config(config), override))
+        cfg = event_config(model, merge_config(read_config(config), override))
     sample = read_events(data)
     if num_events is not None:
         if num_events <= 0:
@@ -59,7 +59,6 @@ def train_event_model(model: str, data: str | os.PathLike, out: str | os.PathLik
     epochs = int(max_epochs or training.get("epochs", 100))
     bs = int(training.get("batch_size", 256))
     seed_everything(seed, workers=True, verbose=False)
-    gen = torch.Generator().manual_seed(seed)
     transform = EventSurrogate.make_transform(cfg).fit(sample)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -82,8 +81,7 @@ def train_event_model(model: str, data: str | os.PathLike, out: str | os.PathLik
         alias = AliasSampler.fit(sample[keep].count_vectors())
         (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         nets = EventSurrogate.build(cfg)
-        loader = DataLoader(TensorDataset(torch.as_tensor(v)), batch_size=min(bs, len(v)), shuffle=True,
-                            generator=gen)
+        loader = DataLoader(TensorDataset(torch.as_tensor(v)), batch_size=min(bs, len(v)), shuffle=True)
         module = NLLModule(nets["flow"], **training)
         fit_stage(module, loader, out, "rqs", epochs, max_time, resume, progress, devices, num_nodes)
         nets = {"flow": module.flow.cpu().eval()}
@@ -104,7 +102,7 @@ def train_event_model(model: str, data: str | os.PathLike, out: str | os.PathLik
         started = time.perf_counter()
         for i, kind in enumerate(stages):
             y = torch.as_tensor(scaled[kind])
-            loader = DataLoader(TensorDataset(y), batch_size=min(bs, len(y)), shuffle=True, generator=gen)
+            loader = DataLoader(TensorDataset(y), batch_size=min(bs, len(y)), shuffle=True)
             module = NLLModule(nets[kind], **training)
             left = None
             if max_time:

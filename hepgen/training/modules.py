@@ -1,35 +1,79 @@
 """Lightning modules: the training logic, kept apart from the networks.
 
+* :class:`TrainingModule` -- what every hepgen module shares: the warm EMA of the
+  network that samples (:mod:`hepgen.training.ema`), AdamW and the run's learning-rate
+  schedule over its planned budget (:mod:`hepgen.training.schedule`).
 * :class:`GANModule` -- adversarial training with manual optimisation: critic step(s)
-  with LSGAN or WGAN-GP (gradient penalty), generator step with mean-field matching,
-  AdamW for both (beta1 = 0 as in the thesis), EMA of the generator weights.
-* :class:`FlowMatchingModule` -- conditional flow matching (optionally OT-CFM) of a
-  velocity network, AdamW, EMA of the weights.
-* :class:`FlowNLLModule` -- maximum likelihood of the flattened-cloud flows, with the
-  optional mass constraint of NF(cc).
+  with LSGAN or WGAN-GP (gradient penalty), generator step with mean-field matching
+  (switched off after ``mean_field_steps`` generator steps, as in the public MDMA code),
+  critic frozen during the generator step.
+* :class:`FlowMatchingModule` -- conditional flow matching (optionally OT-CFM).
+* :class:`NLLModule` / :class:`FlowNLLModule` -- maximum likelihood of ``zuko`` flows /
+  of the flattened-cloud flows with the optional mass constraint of NF(cc).
 
 ``sampling_network()`` returns the network to sample with (the EMA copy when there is
-one); both modules run unchanged on CPU, one GPU or several (DDP).
+one); every module runs unchanged on CPU, one GPU or several (DDP).
 """
 
 from __future__ import annotations
 
 import torch
 from lightning import LightningModule
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from hepgen.errors import OptionError
 from hepgen.models.blocks.cfm import FlowMatching
 from hepgen.models.blocks.gan import GAN_LOSSES, gradient_penalty, mean_field_matching
+from hepgen.training.ema import warm_ema
+from hepgen.training.schedule import make_scheduler, planned_steps
+
+SCHEDULE_KEYS = ("schedule", "warmup", "final_lr_fraction", "schedule_epochs")
 
 
-def _ema(network: torch.nn.Module, decay: float | None):
-    if not decay:
-        return None
-    return AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+class TrainingModule(LightningModule):
+    """Base of the hepgen modules: warm EMA, optimisers with the run's schedule.
+
+    Args:
+        training: the run's ``training`` section; ``schedule``, ``warmup``,
+            ``final_lr_fraction`` and ``schedule_epochs`` are read here.
+    """
+
+    def __init__(self, training: dict | None = None):
+        super().__init__()
+        training = training or {}
+        self.schedule_cfg = {k: training[k] for k in SCHEDULE_KEYS if k in training}
+        self.ema = None
+        self.steps_per_epoch = None  # batches per epoch, set by the trainer before fit
+
+    def set_steps_per_epoch(self, data) -> None:
+        """Record the batches per epoch of ``data`` (a DataLoader or a data module)."""
+        loader = data.train_dataloader() if hasattr(data, "train_dataloader") else data
+        self.steps_per_epoch = len(loader)
+
+    def sampled(self) -> torch.nn.Module:  # the network the EMA follows
+        raise NotImplementedError
+
+    def sampling_network(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.sampled()
+
+    def with_schedule(self, *optimizers):
+        """Lightning's return value of ``configure_optimizers`` for ``optimizers``, each
+        with a per-step scheduler unless the schedule is constant."""
+        steps = planned_steps(self.trainer, self.schedule_cfg, self.steps_per_epoch)
+        schedulers = [make_scheduler(o, self.schedule_cfg, steps) for o in optimizers]
+        if all(s is None for s in schedulers):
+            return optimizers[0] if len(optimizers) == 1 else optimizers
+        return list(optimizers), [{"scheduler": s, "interval": "step"} for s in schedulers]
+
+    def update_ema(self):
+        if self.ema is not None:
+            self.ema.update_parameters(self.sampled())
 
 
-class GANModule(LightningModule):
+def _split_training(kwargs: dict) -> dict:
+    return {k: kwargs[k] for k in SCHEDULE_KEYS if k in kwargs}
+
+
+class GANModule(TrainingModule):
     def __init__(
         self,
         generator: torch.nn.Module,
@@ -39,34 +83,45 @@ class GANModule(LightningModule):
         lr_gen: float = 1e-4,
         betas=(0.0, 0.999),
         weight_decay: float = 0.01,
+        weight_decay_gen: float | None = None,
         critic_steps: int = 1,
         mean_field_weight: float = 1.0,
+        mean_field_steps: int | None = None,
         gp_weight: float = 10.0,
         ema_decay: float | None = 0.999,
-        **_,
+        **training,
     ):
-        super().__init__()
+        super().__init__(_split_training(training))
         if loss not in GAN_LOSSES:
             raise OptionError(f"unknown GAN loss {loss!r}; choose from {', '.join(GAN_LOSSES)}")
         self.automatic_optimization = False
         self.generator, self.critic = generator, critic
-        self.ema = _ema(generator, ema_decay)
+        self.ema = warm_ema(generator, ema_decay)
         self.loss_name = loss
         self.critic_loss, self.generator_loss = GAN_LOSSES[loss]
         self.lr, self.lr_gen, self.betas, self.weight_decay = lr, lr_gen, tuple(betas), weight_decay
+        self.weight_decay_gen = weight_decay if weight_decay_gen is None else weight_decay_gen
         self.critic_steps = max(1, int(critic_steps))
         self.mean_field_weight = mean_field_weight
+        self.mean_field_steps = None if mean_field_steps is None else int(mean_field_steps)
         self.gp_weight = gp_weight
+        # generator steps taken, in the checkpoint (the mean-field switch-off resumes exactly)
+        self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
 
-    def sampling_network(self) -> torch.nn.Module:
-        return self.ema.module if self.ema is not None else self.generator
+    def sampled(self):
+        return self.generator
 
     def configure_optimizers(self):
         opt_g = torch.optim.AdamW(self.generator.parameters(), lr=self.lr_gen, betas=self.betas,
-                                  weight_decay=self.weight_decay)
+                                  weight_decay=self.weight_decay_gen)
         opt_c = torch.optim.AdamW(self.critic.parameters(), lr=self.lr, betas=self.betas,
                                   weight_decay=self.weight_decay)
-        return opt_g, opt_c
+        return self.with_schedule(opt_g, opt_c)
+
+    def mean_field_active(self) -> bool:
+        if not self.mean_field_weight:
+            return False
+        return self.mean_field_steps is None or int(self.generator_steps) < self.mean_field_steps
 
     def training_step(self, batch, batch_idx):
         x, mask = batch
@@ -86,21 +141,26 @@ class GANModule(LightningModule):
         self.log("critic_loss", loss_c, prog_bar=True, batch_size=len(x))
 
         if batch_idx % self.critic_steps == 0:
+            self.critic.requires_grad_(False)  # no critic gradients during the generator step
             fake = self.generator(torch.randn_like(x) * m, mask)
             fake_score, fake_field = self.critic(fake, mask)
             loss_g = self.generator_loss(fake_score)
-            if self.mean_field_weight:
+            if self.mean_field_active():
                 loss_g = loss_g + self.mean_field_weight * mean_field_matching(real_field.detach(), fake_field)
             opt_g.zero_grad()
             self.manual_backward(loss_g)
             opt_g.step()
-            if self.ema is not None:
-                self.ema.update_parameters(self.generator)
+            self.critic.requires_grad_(True)
+            self.generator_steps += 1
+            self.update_ema()
             self.log("generator_loss", loss_g, prog_bar=True, batch_size=len(x))
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            scheduler.step()
         return loss_c
 
 
-class FlowMatchingModule(LightningModule):
+class FlowMatchingModule(TrainingModule):
     def __init__(
         self,
         velocity: torch.nn.Module,
@@ -109,20 +169,20 @@ class FlowMatchingModule(LightningModule):
         weight_decay: float = 0.01,
         ot: bool = False,
         ema_decay: float | None = 0.999,
-        **_,
+        **training,
     ):
-        super().__init__()
+        super().__init__(_split_training(training))
         self.velocity = velocity
-        self.ema = _ema(velocity, ema_decay)
+        self.ema = warm_ema(velocity, ema_decay)
         self.fm = FlowMatching(ot=ot)
         self.lr, self.betas, self.weight_decay = lr, tuple(betas), weight_decay
 
-    def sampling_network(self) -> torch.nn.Module:
-        return self.ema.module if self.ema is not None else self.velocity
+    def sampled(self):
+        return self.velocity
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.velocity.parameters(), lr=self.lr, betas=self.betas,
-                                 weight_decay=self.weight_decay)
+        return self.with_schedule(torch.optim.AdamW(self.velocity.parameters(), lr=self.lr, betas=self.betas,
+                                                    weight_decay=self.weight_decay))
 
     def training_step(self, batch, batch_idx):
         x, mask, *cond = batch  # an optional per-cloud condition (e.g. the shower energy)
@@ -131,23 +191,22 @@ class FlowMatchingModule(LightningModule):
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        if self.ema is not None:
-            self.ema.update_parameters(self.velocity)
+        self.update_ema()
 
 
-class NLLModule(LightningModule):
+class NLLModule(TrainingModule):
     """Maximum likelihood of a ``zuko`` flow on batches ``(y,)`` or ``(y, context)``; the
     logged loss is the NLL per dimension."""
 
-    def __init__(self, flow: torch.nn.Module, lr: float = 1e-4, weight_decay: float = 0.0, **_):
-        super().__init__()
+    def __init__(self, flow: torch.nn.Module, lr: float = 1e-4, weight_decay: float = 0.0, **training):
+        super().__init__(_split_training(training))
         self.flow, self.lr, self.weight_decay = flow, lr, weight_decay
 
-    def sampling_network(self) -> torch.nn.Module:
+    def sampled(self):
         return self.flow
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.flow.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        return self.with_schedule(torch.optim.AdamW(self.flow.parameters(), lr=self.lr, weight_decay=self.weight_decay))
 
     def training_step(self, batch, batch_idx):
         y, *c = batch
@@ -156,7 +215,7 @@ class NLLModule(LightningModule):
         return nll
 
 
-class FlowNLLModule(LightningModule):
+class FlowNLLModule(TrainingModule):
     """NF / NF(c) / NF(cc): maximum likelihood on the flattened cloud (seed 000 sec. 5.4.1).
 
     Padded slots get Gaussian noise of variance 1e-8 so the flow can spread them; with
@@ -167,8 +226,8 @@ class FlowNLLModule(LightningModule):
 
     def __init__(self, flow: torch.nn.Module, lr: float = 1e-4, betas=(0.9, 0.999), weight_decay: float = 0.01,
                  mass_weight: float = 0.0, mass_mean: float = 0.0, mass_std: float = 1.0, inverse_scaler=None,
-                 pad_std: float = 1e-4, **_):
-        super().__init__()
+                 pad_std: float = 1e-4, **training):
+        super().__init__(_split_training(training))
         self.flow = flow
         self.lr, self.betas, self.weight_decay = lr, tuple(betas), weight_decay
         self.mass_weight, self.mass_mean, self.mass_std = mass_weight, mass_mean, mass_std
@@ -177,11 +236,12 @@ class FlowNLLModule(LightningModule):
         if mass_weight and inverse_scaler is None:
             raise OptionError("the mass constraint needs the inverse preprocessing")
 
-    def sampling_network(self) -> torch.nn.Module:
+    def sampled(self):
         return self.flow
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.flow.parameters(), lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+        return self.with_schedule(torch.optim.AdamW(self.flow.parameters(), lr=self.lr, betas=self.betas,
+                                                    weight_decay=self.weight_decay))
 
     def training_step(self, batch, batch_idx):
         x, mask, mass = batch

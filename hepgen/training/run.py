@@ -6,10 +6,15 @@ A run folder holds everything ``hepgen sample RUN_DIR`` needs:
 config.yaml         model, network, training and sampler settings
 preprocessor.json   the fitted transform of the particle features
 multiplicity.yaml   the multiplicity KDE (training multiplicities)
-weights.pt          the selected (EMA) weights: lowest W1M of generated vs
-                    training jets (seed 000 L2107-2115)
-checkpoints/        Lightning's last.ckpt, to resume
-logs/metrics.csv    losses and the selection metric per epoch
+weights.pt          the selected (EMA) weights: lowest combined score of
+                    generated vs training jets, each metric in units of its
+                    truth floor (:mod:`hepgen.training.selection`)
+selection.yaml      the selected epoch, its metrics and the floor
+selection.csv       every selection: metrics, floor ratios, score, lr
+learning_curve.png  the selection history as a plot
+checkpoints/        Lightning's last.ckpt, to resume exactly (weights, EMA,
+                    optimisers, schedule, RNG, selection history)
+logs/metrics.csv    losses and the selection score per epoch
 ==================  ==========================================================
 """
 
@@ -18,64 +23,37 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import yaml
-from lightning import Callback, Trainer, seed_everything
+from lightning import Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from scipy.stats import wasserstein_distance
 
 from hepgen.data.jetnet import read_jets
 from hepgen.errors import InputFileError, OptionError
 from hepgen.metrics.jets import relative_mass
-from hepgen.models.assemblies.jets import MODELS, JetSurrogate, build_networks, merge_config, model_config, to_plain
+from hepgen.config import merge_config, read_config, to_plain
+from hepgen.models.assemblies.jets import MODELS, JetSurrogate, build_networks, model_config
 from hepgen.models.conditions import PchipQuantileSampler
 from hepgen.models.multiplicity import MultiplicityKDE
 from hepgen.training.data import JetDataModule
 from hepgen.training.modules import make_module
+from hepgen.training.resume import resume_callbacks
+from hepgen.training.selection import JetSelection
 from hepgen.transforms import JetPreprocessor
 
 RUN_FILES = ("config.yaml", "preprocessor.json", "multiplicity.yaml")
 
 
-class W1MSelection(Callback):
-    """Every ``every`` epochs: sample jets, W1M against training jets, keep the best weights."""
-
-    def __init__(self, surrogate: JetSurrogate, reference_mass: np.ndarray, out: Path, every: int = 1,
-                 num_jets: int = 10_000, sampler: dict | None = None):
-        self.surrogate = surrogate
-        self.reference_mass = reference_mass
-        self.out = out
-        self.every = max(1, every)
-        self.num_jets = num_jets
-        self.sampler = sampler or {}
-        self.best = np.inf
-
-    def _score(self, pl_module) -> float:
-        self.surrogate.network = copy.deepcopy(pl_module.sampling_network()).eval()
-        sample = self.surrogate.sample(self.num_jets, seed=1234, device=pl_module.device, **self.sampler)
-        return float(wasserstein_distance(relative_mass(sample.particles), self.reference_mass))
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        if (trainer.current_epoch + 1) % self.every or not trainer.is_global_zero:
-            return
-        w1m = self._score(pl_module)
-        pl_module.log("w1m", w1m, rank_zero_only=True)
-        if w1m < self.best:
-            self.best = w1m
-            torch.save(self.surrogate.network.state_dict(), self.out / JetSurrogate.WEIGHTS)
-            (self.out / "selection.yaml").write_text(
-                yaml.safe_dump({"epoch": trainer.current_epoch, "w1m": w1m, "num_jets": self.num_jets})
-            )
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best = state_dict.get("best", np.inf)
+def selection_sets(particle_features: np.ndarray, num_jets: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint random sets of training jets for the selection: the reference and the
+    truth floor (``num_jets`` each, or half the data each when there are fewer)."""
+    rng = np.random.default_rng(seed)
+    k = min(num_jets, len(particle_features) // 2)
+    idx = rng.permutation(len(particle_features))[: 2 * k]
+    return particle_features[idx[:k]], particle_features[idx[k:]]
 
 
 def full_multiplicity(sample) -> np.ndarray:
@@ -102,21 +80,6 @@ def _tnf_prior(cfg: dict, num_particles: int) -> JetSurrogate:
         raise OptionError(f"network.prior: {path} has {prior.num_particles} particles, the data {num_particles}")
     cfg["network"]["prior_network"] = dict(prior.cfg["network"])
     return prior
-
-
-def _read_config(path: str | os.PathLike | None) -> dict:
-    if path is None:
-        return {}
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"--config: {path}: no such file")
-    try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputFileError(f"--config: {path}: not valid YAML ({exc.__class__.__name__})") from None
-    if not isinstance(cfg, dict):
-        raise InputFileError(f"--config: {path}: expected a mapping of sections")
-    return cfg
 
 
 def check_run_options(out, resume: bool, max_epochs: int | None, max_time: float | None) -> Path:
@@ -148,8 +111,10 @@ def train_jet_model(
     override: dict | None = None,
     devices: str | int = "auto",
     num_nodes: int = 1,
+    callbacks: list | None = None,
 ) -> Path:
-    """Train ``model`` on the jets in ``data``; returns the run folder."""
+    """Train ``model`` on the jets in ``data``; returns the run folder. ``callbacks``
+    are extra Lightning callbacks (e.g. a monitor)."""
     if model not in MODELS:
         raise OptionError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
     out = check_run_options(out, resume, max_epochs, max_time)
@@ -157,13 +122,16 @@ def train_jet_model(
         raise InputFileError(f"--resume: no checkpoint in {out / 'checkpoints'}")
 
     sample = read_jets(data, num_particles=num_particles)
-    user_cfg = merge_config(_read_config(config), override)
+    user_cfg = merge_config(read_config(config), override)
     cfg = yaml.safe_load((out / "config.yaml").read_text()) if resume else model_config(model, sample.num_particles, user_cfg)
     cfg["jet_type"] = sample.jet_type
     cfg["training_data"] = str(data)
     training = dict(cfg["training"])
     if max_epochs is not None:
         training["max_epochs"] = max_epochs
+    # the schedule's horizon is the budget planned when the run starts; a resumed run
+    # with another --max-epochs continues the same curve
+    training.setdefault("schedule_epochs", int(training.get("max_epochs", 1000)))
     cfg["training"] = training
     seed_everything(seed, workers=True, verbose=False)
 
@@ -184,6 +152,10 @@ def train_jet_model(
         mass_sampler = PchipQuantileSampler.fit(masses)
         extra = dict(mass_mean=cfg["mass_mean"], mass_std=cfg["mass_std"], inverse_scaler=pre.scaler.inverse_torch)
         extras = (masses,)
+    scaled = pre.transform_all(sample.particle_features) if family == "nf" else pre.transform(sample.particle_features)
+    if family == "gan":  # generator output is clamped to the scaled training range when sampling
+        real = scaled[sample.mask]
+        cfg["scaled_range"] = [real.min(0).tolist(), real.max(0).tolist()]
     module = make_module(family, networks, training, **extra)
     sampling_net = module.sampling_network()
     surrogate = JetSurrogate(cfg, copy.deepcopy(sampling_net), pre, mult, mass_sampler)
@@ -191,26 +163,23 @@ def train_jet_model(
     surrogate.save(out)
     (out / JetSurrogate.WEIGHTS).unlink()  # written by the selection only
 
-    scaled = pre.transform_all(sample.particle_features) if family == "nf" else pre.transform(sample.particle_features)
     datamodule = JetDataModule(scaled, sample.mask, *extras, batch_size=int(training.get("batch_size", 256)),
                                seed=seed, trim=family != "nf")
-    rng = np.random.default_rng(seed)
-    ref_idx = rng.choice(len(sample), size=min(len(sample), int(training.get("select_jets", 10_000))), replace=False)
-    selection = W1MSelection(
-        surrogate, relative_mass(sample.particles[ref_idx]), out,
-        every=int(training.get("select_every", 1)), num_jets=len(ref_idx),
-        sampler=training.get("select_sampler"),
+    selection = JetSelection(
+        surrogate, *selection_sets(sample.particle_features, int(training.get("select_jets", 10_000)), seed), out,
+        every=int(training.get("select_every", 1)), sampler=training.get("select_sampler") or cfg.get("sampler"),
+        batch_size=int(training.get("select_batch", 512)),
     )
+    module.set_steps_per_epoch(datamodule)
     trainer = Trainer(
         max_epochs=int(training.get("max_epochs", 1000)),
-        max_time={"minutes": max_time} if max_time else None,
         accelerator="auto",
         devices=devices,
         num_nodes=num_nodes,
         default_root_dir=out,
         logger=CSVLogger(out, name="logs", version=""),
         # the newest state every epoch as checkpoints/last.ckpt (no monitor: top-1 = newest)
-        callbacks=[selection, ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1,
+        callbacks=[selection, *resume_callbacks(max_time), *(callbacks or []), ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1,
                                               every_n_epochs=1, enable_version_counter=False)],
         enable_progress_bar=progress,
         enable_model_summary=False,

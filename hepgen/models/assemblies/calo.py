@@ -34,7 +34,7 @@ from hepgen.data.calo import ShowerSample
 from hepgen.data.geometry import load_geometry
 from hepgen.device import default_device
 from hepgen.errors import InputFileError, OptionError
-from hepgen.models.assemblies.jets import merge_config
+from hepgen.config import merge_config
 from hepgen.models.blocks.bespoke import BespokeSolver
 from hepgen.models.blocks.cfm import SOLVERS, integrate
 from hepgen.models.blocks.embeddings import CosineTimeEmbedding

@@ -39,7 +39,7 @@ from hepgen.data.darkmachines import OBJECT_TYPES, EventSample, concatenate
 from hepgen.device import default_device
 from hepgen.errors import InputFileError, InvalidDataError, OptionError
 from hepgen.models.alias import AliasSampler
-from hepgen.models.assemblies.jets import merge_config
+from hepgen.config import merge_config
 from hepgen.models.blocks.cfm import SOLVERS, integrate
 from hepgen.models.blocks.embeddings import CosineTimeEmbedding
 from hepgen.transforms.events import (

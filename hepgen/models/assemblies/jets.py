@@ -9,7 +9,6 @@ padding. Output is JetNet particle features, particles sorted by ptrel.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 import yaml
 
+from hepgen.config import merge_config, to_plain
 from hepgen.data.jetnet import JetSample
 from hepgen.device import default_device
 from hepgen.errors import InputFileError, OptionError
@@ -44,14 +44,19 @@ class ModelSpec:
     sampler: dict[str, Any] = field(default_factory=dict)
 
 
-_GAN_TRAINING = dict(loss="lsgan", lr=1e-4, lr_gen=1e-4, betas=(0.0, 0.999), weight_decay=0.01, batch_size=256,
-                     critic_steps=1, mean_field_weight=1.0, gp_weight=10.0, ema_decay=0.999, select_every=1,
-                     select_jets=10_000)
+# Every jet model: warm-up + cosine decay over the planned epochs (public MDMA code), warm
+# EMA, selection on the combined floor-normalised score (hepgen.training.selection).
+_SCHEDULE = dict(schedule="cosine", warmup=0.02, final_lr_fraction=0.01)
+# The generator as in the public MDMA code: Adam without weight decay, mean-field
+# matching switched off after 50k generator steps; the critic keeps AdamW.
+_GAN_TRAINING = dict(loss="lsgan", lr=1e-4, lr_gen=1e-4, betas=(0.0, 0.999), weight_decay=0.01, weight_decay_gen=0.0,
+                     batch_size=256, critic_steps=1, mean_field_weight=1.0, mean_field_steps=50_000, gp_weight=10.0,
+                     ema_decay=0.999, select_every=1, select_jets=10_000, **_SCHEDULE)
 
 # the learning rate is not in Table 5.1: 1e-4 as for the other models
 _NF_NETWORK = dict(transforms=25, bins=6, hidden=128, layers=3, conditional=False)
 _NF_TRAINING = dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01, batch_size=256, mass_weight=0.0,
-                    select_every=1, select_jets=10_000)
+                    select_every=1, select_jets=10_000, **_SCHEDULE)
 
 MODELS: dict[str, ModelSpec] = {
     # seed 000 Table 5.4
@@ -65,7 +70,7 @@ MODELS: dict[str, ModelSpec] = {
         "cfm", "standard", velocity=nets.MDMAVelocity,
         network=dict(heads=16, hidden=256, l_dim=128, num_blocks=8, time_dim=16),
         training=dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01, batch_size=256, ot=False, ema_decay=0.999,
-                      select_every=1, select_jets=10_000, select_sampler=dict(method="midpoint", steps=10)),
+                      select_every=1, select_jets=10_000, **_SCHEDULE),
         sampler=dict(method="midpoint", steps=200),
     ),
     # EPiC-GAN (arXiv:2301.08128): 6 generator / 3 critic layers, global vector of 10
@@ -98,14 +103,6 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-def merge_config(base: dict, override: dict | None) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_config(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def model_config(name: str, num_particles: int, override: dict | None = None) -> dict[str, Any]:
@@ -208,7 +205,11 @@ class JetSurrogate:
     def generate_scaled(self, mask: torch.Tensor, noise: torch.Tensor, method=None, steps=None) -> torch.Tensor:
         """Network output in the preprocessed space for noise (B, N, 3) and mask (B, N)."""
         if self.family == "gan":
-            return self.network(noise, mask)
+            out = self.network(noise, mask)
+            if "scaled_range" in self.cfg:  # the generator's output within the training range
+                lo, hi = (torch.as_tensor(v, dtype=out.dtype, device=out.device) for v in self.cfg["scaled_range"])
+                out = torch.maximum(torch.minimum(out, hi), lo) * mask[..., None]
+            return out
         sampler = dict(self.cfg.get("sampler", {}))
         return integrate(
             self.network, noise, mask,
@@ -291,11 +292,3 @@ def finalise_particles(pf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     jf = np.stack([pt_rel, np.zeros(len(pf)), relative_mass(p) * pt_rel, mask.sum(1)], -1).astype(np.float32)
     return pf.astype(np.float32), jf
 
-
-def to_plain(obj):
-    """Tuples -> lists for YAML."""
-    if isinstance(obj, dict):
-        return {k: to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
-    return obj

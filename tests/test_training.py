@@ -1,0 +1,122 @@
+"""The training mechanisms every trainer shares: warm EMA, schedules, exact resume,
+combined-score selection, and the GAN details of the jet trainer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from lightning import Callback
+from torch import nn
+
+TINY_GAN = dict(hidden=16, l_dim=8, heads=2, num_blocks=1, hidden_gen=16, l_dim_gen=8, heads_gen=2, num_blocks_gen=2)
+TINY_FLOW = dict(hidden=16, l_dim=8, heads=2, num_blocks=2, time_dim=4)
+
+
+def _share_of_initial(ema, net, steps: int) -> float:
+    """The first update sees the initial weights (0), the next ``steps - 1`` trained ones
+    (1): the EMA's distance from 1 is the share the initial weights still hold."""
+    with torch.no_grad():
+        for k in range(steps):
+            for p in net.parameters():
+                p.fill_(0.0 if k == 0 else 1.0)
+            ema.update_parameters(net)
+        return float(max((1 - p).abs().max() for p in ema.module.parameters()))
+
+
+def test_warm_ema_forgets_the_initial_weights_where_the_plain_one_does_not():
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from hepgen.training.ema import warm_ema
+
+    net = nn.Linear(3, 2)
+    assert _share_of_initial(warm_ema(net, 0.999), net, 400) < 0.01
+    plain = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.999), use_buffers=True)
+    assert _share_of_initial(plain, net, 400) > 0.5  # 0.999^400 = 0.67: the bug this replaces
+
+
+def test_every_trainer_module_has_the_warm_ema():
+    from hepgen.models.assemblies.jet_networks import MDMACritic, MDMAGenerator, MDMAVelocity
+    from hepgen.training.calo import ShapeModule
+    from hepgen.training.modules import FlowMatchingModule, GANModule
+
+    modules = [
+        GANModule(MDMAGenerator(8, 16, 2, 1, 30), MDMACritic(8, 16, 2, 1, 30)),
+        FlowMatchingModule(MDMAVelocity(8, 16, 2, 1, 4, 30)),
+        ShapeModule(nn.Linear(3, 3)),
+    ]
+    for module in modules:
+        net = module.sampled()
+        assert _share_of_initial(module.ema, net, 400) < 0.01, type(module).__name__
+        assert module.sampling_network() is module.ema.module
+
+
+def test_ema_copies_integer_buffers():
+    from hepgen.training.ema import warm_ema
+
+    net = nn.Module()
+    net.lin = nn.Linear(2, 2)
+    net.register_buffer("mask", torch.zeros(3, dtype=torch.bool))
+    ema = warm_ema(net, 0.99)
+    net.mask.fill_(True)
+    ema.update_parameters(net)
+    ema.update_parameters(net)
+    assert ema.module.mask.all()
+
+
+def test_schedules_warm_up_decay_and_stay_at_the_end():
+    from hepgen.errors import OptionError
+    from hepgen.training.schedule import ScheduleFactor
+
+    cos = ScheduleFactor("cosine", 1000, warmup=0.1, final_lr_fraction=0.01)
+    assert cos(0) < 0.02 and cos(99) == pytest.approx(1.0, abs=0.011)
+    assert cos(550) == pytest.approx(0.01 + 0.99 * 0.5, abs=1e-3)
+    assert cos(1000) == pytest.approx(0.01) and cos(5000) == pytest.approx(0.01)
+    assert all(cos(s) >= cos(s + 1) for s in range(100, 1000))
+    one = ScheduleFactor("one-cycle", 1000)
+    assert one(0) == pytest.approx(1 / 25) and one(300) == pytest.approx(1.0)
+    assert one(1000) == pytest.approx(1 / 25 / 1e4, rel=1e-3)
+    with pytest.raises(OptionError, match="unknown schedule"):
+        ScheduleFactor("linear", 10)
+
+
+class _Crash(Callback):
+    """Stands in for a kill in the middle of epoch 2 (after epoch 1's checkpoint)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == 1:
+            raise RuntimeError("killed")
+
+
+def _train(model, fixture_dir, out, network, callbacks=None, resume=False):
+    from hepgen.training.run import train_jet_model
+
+    return train_jet_model(model, fixture_dir / "t.hdf5", out, max_epochs=2, progress=False, resume=resume,
+                           callbacks=callbacks, override={
+                               "network": network, "sampler": {"method": "midpoint", "steps": 2},
+                               "training": {"batch_size": 20, "select_every": 1, "select_jets": 40,
+                                            "mean_field_steps": 3}})
+
+
+@pytest.mark.parametrize("model,network", [("mdma-gan", TINY_GAN), ("mdma-flow", TINY_FLOW)])
+def test_resume_after_a_kill_equals_the_uninterrupted_run(model, network, fixture_dir, tmp_path):
+    """Weights, EMA, optimiser, schedule, RNG and selection history all continue: the
+    resumed run ends bit for bit where the uninterrupted run of the same length ends."""
+    whole = _train(model, fixture_dir, tmp_path / "whole", network)
+    with pytest.raises(RuntimeError, match="killed"):
+        _train(model, fixture_dir, tmp_path / "killed", network, callbacks=[_Crash()])
+    resumed = _train(model, fixture_dir, tmp_path / "killed", network, resume=True)
+    a = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=False)
+    b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 1 and a["global_step"] == b["global_step"]
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    for opt_a, opt_b in zip(a["optimizer_states"], b["optimizer_states"]):
+        for k, st in opt_a["state"].items():
+            torch.testing.assert_close(opt_b["state"][k]["exp_avg_sq"], st["exp_avg_sq"], rtol=0, atol=0)
+    assert [s["last_epoch"] for s in a["lr_schedulers"]] == [s["last_epoch"] for s in b["lr_schedulers"]]
+    history = [r["score_ratio"] for r in a["callbacks"]["JetSelection"]["history"]]
+    assert history == [r["score_ratio"] for r in b["callbacks"]["JetSelection"]["history"]]
+    assert len(history) == 2
+    assert (whole / "selection.csv").read_text() == (resumed / "selection.csv").read_text()
+    assert (whole / "learning_curve.png").exists()
