@@ -120,3 +120,68 @@ def test_resume_after_a_kill_equals_the_uninterrupted_run(model, network, fixtur
     assert len(history) == 2
     assert (whole / "selection.csv").read_text() == (resumed / "selection.csv").read_text()
     assert (whole / "learning_curve.png").exists()
+
+
+@pytest.mark.parametrize("cond_dim,gated,norm", [(0, False, False), (16, True, True)])
+def test_fused_mean_field_block_equals_the_plain_one(cond_dim, gated, norm):
+    from hepgen.models.blocks.mean_field import MeanFieldBlock
+
+    torch.manual_seed(0)
+    block = MeanFieldBlock(16, 48, 16, cond_dim=cond_dim, max_particles=30, norm=norm, gated=gated)
+    mask = torch.arange(30)[None] < torch.tensor([30, 1, 17, 29])[:, None]
+    x = torch.randn(4, 30, 16) * mask[..., None]
+    field, n = torch.randn(4, 48), mask.sum(1)
+    cond = torch.randn(4, cond_dim) if cond_dim else None
+    x.requires_grad_(True)
+    a, fa = block.forward_plain(x, field, mask, n, cond)
+    b, fb = block.forward_fused(x, field, mask, n, cond)
+    torch.testing.assert_close(b, a, atol=2e-6, rtol=1e-5)
+    torch.testing.assert_close(fb, fa, atol=2e-6, rtol=1e-5)
+    ga, = torch.autograd.grad(a.square().sum() + fa.sum(), x)
+    gb, = torch.autograd.grad(b.square().sum() + fb.sum(), x)
+    torch.testing.assert_close(gb, ga, atol=1e-5, rtol=1e-4)
+
+
+def test_selection_score_is_one_at_the_floor_and_counts_every_metric(jets_by_type):
+    """Real jets score ~1; a sample with a perfect mass but wrong particles is not picked
+    over one that is slightly off everywhere (the W1M-only selection would pick it)."""
+    from hepgen.training.selection import SelectionFeatures, combined_score, selection_metrics
+
+    pf = jets_by_type["t"].particle_features
+    ref, floor_set, real = pf[:500], pf[500:1000], pf[1000:1500]
+    ref_f = SelectionFeatures(ref)
+    floor = selection_metrics(ref_f, SelectionFeatures(floor_set))
+    at_floor = combined_score(selection_metrics(ref_f, SelectionFeatures(real)), floor)
+    # the W1s of another real sample sit at the floor; FD of 500 jets is too noisy to test
+    assert all(0.3 < at_floor[m] < 3.0 for m in ("w1m", "w1p", "w1efp")), at_floor
+    good_mass = real.copy()
+    good_mass[..., 2] = np.where(good_mass[..., 3] > 0, good_mass[..., 2] ** 1.3, 0)  # softer particles
+    slightly_off = real.copy()
+    slightly_off[..., :3] *= 1.03
+    a = combined_score(selection_metrics(ref_f, SelectionFeatures(good_mass)), floor)
+    b = combined_score(selection_metrics(ref_f, SelectionFeatures(slightly_off)), floor)
+    assert b["score"] < a["score"], (a, b)
+    assert set(a) == {"w1m", "w1p", "w1efp", "fd", "score"}
+
+
+def test_gan_generator_output_is_clamped_and_mean_field_matching_switches_off(fixture_dir, tmp_path):
+    from hepgen.models.assemblies.jets import JetSurrogate
+    from hepgen.training.modules import GANModule
+
+    run = _train("mdma-gan", fixture_dir, tmp_path / "gan", TINY_GAN)
+    s = JetSurrogate.load(run)
+    lo, hi = (torch.tensor(v) for v in s.cfg["scaled_range"])
+    mask = torch.ones(64, 30, dtype=torch.bool)
+    with torch.no_grad():
+        s.network.beta.bias.add_(100.0)  # push every output far out of range
+    out = s.generate_scaled(mask, torch.randn(64, 30, 3))
+    assert torch.all(out <= hi + 1e-6) and torch.all(out >= lo - 1e-6) and torch.allclose(out, hi.expand_as(out))
+    module = GANModule(s.network, s.network, mean_field_steps=3)
+    assert module.mean_field_active()
+    module.generator_steps += 3
+    assert not module.mean_field_active()
+    from hepgen.models.assemblies.jets import model_config
+
+    training = model_config("mdma-gan", 30)["training"]
+    assert training["weight_decay_gen"] == 0.0 and training["mean_field_steps"] == 50_000
+    assert GANModule(s.network, s.network, **training).weight_decay_gen == 0.0
