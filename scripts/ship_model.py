@@ -15,12 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from hepgen.data.jetnet import read_jets
 from hepgen.models.assemblies.calo import CALO_MODELS
 from hepgen.models.assemblies.events import EVENT_MODELS
-from hepgen.models.multiplicity import MultiplicityKDE
 from hepgen.shipped import ROOT
-from hepgen.training.run import full_multiplicity
 
 
 def main() -> None:
@@ -41,29 +38,10 @@ def main() -> None:
     if cfg["model"] in EVENT_MODELS:
         ship_events(args, cfg, dest)
         return
-    if args.sampler_method:
-        cfg["sampler"] = {"method": args.sampler_method, "steps": args.sampler_steps}
-    (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    for name in ("preprocessor.json", "weights.pt", "mass.yaml"):
-        if (args.run / name).exists():
-            shutil.copy(args.run / name, dest / name)
-    sample = read_jets(cfg["training_data"])
-    mult = MultiplicityKDE.fit(full_multiplicity(sample), sample.num_particles)
-    (dest / "multiplicity.yaml").write_text(yaml.safe_dump(mult.to_dict()))
+    from hepgen.shipped.ship import ship_jet_run
 
-    rows = list(csv.DictReader(open(args.run / "logs" / "metrics.csv")))
-    epochs = max(int(r["epoch"]) for r in rows) + 1
-    selection = yaml.safe_load((args.run / "selection.yaml").read_text())
-    card = {
-        "summary": args.summary or f"{cfg['model']} on {sample.num_particles}-particle {cfg.get('jet_type')} jets",
-        "model": cfg["model"],
-        "training_data": f"{len(sample)} Pythia 8 + FastJet {cfg.get('jet_type')} jets (hepgen data jets, seed 1)",
-        "epochs_trained": epochs,
-        "selected_epoch": selection["epoch"],
-        "selection_w1m": selection["w1m"],
-        "hardware": "2 CPU cores, one thread per run",
-    }
-    (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    sampler = {"method": args.sampler_method, "steps": args.sampler_steps} if args.sampler_method else None
+    ship_jet_run(args.run, dest, args.summary, sampler)
     print(f"shipped {args.run} as {args.name} in {dest}")
 
 

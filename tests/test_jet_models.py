@@ -14,6 +14,7 @@ TINY = {
     "mdma-gan": dict(hidden_gen=16, hidden=16, heads_gen=4, heads=4, num_blocks_gen=2),
     "mdma-flow": dict(hidden=32, l_dim=16, heads=4, num_blocks=2),
     "epic-gan": dict(l_dim_gen=16, hidden_gen=16, num_blocks_gen=2, l_dim=16, hidden=16, num_blocks=2),
+    "epic-fm": dict(l_dim=16, hidden=16, global_dim=4, num_blocks=2),
     "tgan": dict(hidden_gen=16, hidden=16, heads_gen=4, heads=4, num_blocks_gen=2, num_blocks=2),
     "tnf": dict(hidden_gen=16, hidden=16, heads_gen=4, heads=4, num_blocks_gen=2, num_blocks=2),
     "nf": dict(transforms=2, hidden=32, layers=1),

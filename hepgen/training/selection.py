@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import time
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,16 @@ class JetSelection(Callback):
         self.floor: dict[str, float] | None = None
         self.best = np.inf
         self.history: list[dict[str, float]] = []
+        self.hours_before = 0.0  # training hours of earlier sessions of this run
+        self._started = None
+
+    def hours(self) -> float:
+        """Wall-clock hours this run has trained, over all its sessions."""
+        now = time.monotonic()
+        return self.hours_before + (now - (self._started or now)) / 3600
+
+    def on_train_start(self, trainer, pl_module):
+        self._started = time.monotonic()
 
     def _reference(self) -> SelectionFeatures:
         if self._ref is None:
@@ -138,7 +149,7 @@ class JetSelection(Callback):
         with torch.inference_mode(False), torch.no_grad():
             result = self.score(pl_module.sampling_network(), pl_module.device)
         lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups[:1]]
-        row = {"epoch": int(trainer.current_epoch), "step": int(trainer.global_step), "lr": lrs[0] if lrs else float("nan"),
+        row = {"epoch": int(trainer.current_epoch), "step": int(trainer.global_step), "hours": self.hours(), "lr": lrs[0] if lrs else float("nan"),
                **result}
         self.history.append(row)
         pl_module.log("selection_score", result["score_ratio"], rank_zero_only=True)
@@ -163,9 +174,10 @@ class JetSelection(Callback):
         learning_curve(self.history, self.out / "learning_curve.png")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "floor": self.floor, "history": self.history}
+        return {"best": self.best, "floor": self.floor, "history": self.history, "hours": self.hours()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = state_dict.get("best", np.inf)
         self.floor = state_dict.get("floor")
         self.history = list(state_dict.get("history", []))
+        self.hours_before = float(state_dict.get("hours", 0.0))

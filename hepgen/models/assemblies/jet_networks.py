@@ -114,6 +114,27 @@ class EPiCCritic(nn.Module):
         return self.head(g)[:, 0], g
 
 
+class EPiCVelocity(nn.Module):
+    """EPiC-FM (Buhmann et al., arXiv:2310.00049): EPiC layers as the velocity field of
+    conditional flow matching. The time enters as a cosine embedding appended to the
+    particle inputs and given to every layer's global and local update (the paper feeds
+    t to each layer as well); the layers are those of EPiC-GAN
+    (:mod:`hepgen.models.blocks.epic`)."""
+
+    def __init__(self, l_dim=128, global_dim=16, hidden=128, num_blocks=6, time_dim=16, max_particles=150, **_):
+        super().__init__()
+        self.time = CosineTimeEmbedding(time_dim)
+        self.body = EPiCBody(FEATURES + time_dim, l_dim, global_dim, hidden, num_blocks, max_particles,
+                             cond_dim=time_dim)
+        self.beta = nn.Linear(l_dim, FEATURES)
+
+    def forward(self, t, x, mask, cond=None):
+        temb = self.time(t)
+        inp = torch.cat([x, temb[:, None].expand(-1, x.shape[1], -1)], -1)
+        h, _ = self.body(inp, mask, temb)
+        return self.beta(h) * mask[..., None]
+
+
 class TransformerGenerator(nn.Module):
     """TGAN generator / TNF post-processor: alpha, masked transformer blocks, beta."""
 

@@ -73,6 +73,15 @@ MODELS: dict[str, ModelSpec] = {
                       select_every=1, select_jets=10_000, **_SCHEDULE),
         sampler=dict(method="midpoint", steps=200),
     ),
+    # EPiC-FM (arXiv:2310.00049): EPiC layers as the CFM velocity field, the peer
+    # flow-matching baseline; sizes of the EPiC-GAN generator with a 16-dim global vector
+    "epic-fm": ModelSpec(
+        "cfm", "standard", velocity=nets.EPiCVelocity,
+        network=dict(l_dim=128, global_dim=16, hidden=128, num_blocks=6, time_dim=16),
+        training=dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0, batch_size=256, ot=False, ema_decay=0.999,
+                      select_every=1, select_jets=10_000, **_SCHEDULE),
+        sampler=dict(method="midpoint", steps=100),
+    ),
     # EPiC-GAN (arXiv:2301.08128): 6 generator / 3 critic layers, global vector of 10
     "epic-gan": ModelSpec(
         "gan", "standard", nets.EPiCGenerator, nets.EPiCCritic,

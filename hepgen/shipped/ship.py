@@ -1,0 +1,67 @@
+"""Turn a trained run folder into a shipped model folder with its model card.
+
+A shipped folder holds only what sampling needs (config.yaml, the fitted transforms,
+weights.pt) and ``card.yaml``: what the model is, what it was trained on, for how long
+(epochs, hours, hardware), which checkpoint was selected and how it scored. Used by
+``scripts/ship_model.py`` and the GPU script ``scripts/gpu_jets.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import yaml
+
+
+def _epochs(run: Path) -> int:
+    rows = [r for r in csv.DictReader(open(run / "logs" / "metrics.csv")) if r.get("epoch")]
+    return max(int(r["epoch"]) for r in rows) + 1 if rows else 0
+
+
+def ship_jet_run(run: str | Path, dest: str | Path, summary: str = "", sampler: dict | None = None,
+                 hardware: str = "2 CPU cores, one thread per run", training_data: str | None = None,
+                 bench: dict | None = None) -> Path:
+    """Copy the jet run ``run`` to ``dest`` with a model card; ``sampler`` overrides the
+    run's default sampler, ``bench`` adds measured numbers to the card."""
+    from hepgen.data.jetnet import read_jets
+    from hepgen.models.assemblies.jets import JetSurrogate
+    from hepgen.models.multiplicity import MultiplicityKDE
+    from hepgen.training.run import full_multiplicity
+
+    run, dest = Path(run), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    if sampler:
+        cfg["sampler"] = dict(sampler)
+    (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    for name in ("preprocessor.json", "weights.pt", "mass.yaml"):
+        if (run / name).exists():
+            shutil.copy(run / name, dest / name)
+    data = training_data or cfg["training_data"]
+    sample = read_jets(data)
+    # the KDE on the full (untruncated) multiplicities of the training file
+    mult = MultiplicityKDE.fit(full_multiplicity(sample), sample.num_particles)
+    (dest / "multiplicity.yaml").write_text(yaml.safe_dump(mult.to_dict()))
+    selection = yaml.safe_load((run / "selection.yaml").read_text()) if (run / "selection.yaml").exists() else {}
+    card = {
+        "summary": summary or f"{cfg['model']} on {sample.num_particles}-particle {cfg.get('jet_type')} jets",
+        "model": cfg["model"],
+        "parameters": JetSurrogate.load(dest).num_parameters(),
+        "training_data": f"{len(sample)} Pythia 8 + FastJet {cfg.get('jet_type')} jets (hepgen data jets)",
+        "epochs_trained": _epochs(run),
+        "planned_epochs": cfg["training"].get("schedule_epochs"),
+        "hours_trained": round(float(selection.get("hours", 0.0)), 2) if selection else None,
+        "hardware": hardware,
+        "sampler": cfg.get("sampler"),
+        "selected_epoch": selection.get("epoch"),
+        "selection": {k: selection[k] for k in ("w1m_ratio", "w1p_ratio", "w1efp_ratio", "fd_ratio", "score_ratio")
+                      if k in selection},
+        "selection_note": "metrics of 10k generated vs 10k training jets in units of the truth floor "
+                          "(hepgen.training.selection)",
+    }
+    if bench:
+        card["bench"] = bench
+    (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    return dest
