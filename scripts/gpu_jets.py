@@ -126,7 +126,9 @@ def main(argv=None) -> int:
         echo(f"{model}: shipped to {dest} (epochs {card['epochs_trained']}, selected {card['selected_epoch']})")
     n = 200 if args.tiny else 50_000
     run_jets_bench([str(p) for p in shipped], test, train, args.out / "bench", num_jets=n,
-                   batch_size=n if args.tiny else 4096, pythia_jets=20 if args.tiny else 200, echo=echo)
+                   batch_size=n if args.tiny else 4096, pythia_jets=20 if args.tiny else 200,
+                   time_jets=50 if args.tiny else 2000, few_step=[("midpoint", 2), ("midpoint", 8)],
+                   few_step_jets=n if args.tiny else 10_000, echo=echo)
     shutil.rmtree(work, ignore_errors=True)
     summary["seconds"] = time.perf_counter() - began
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))

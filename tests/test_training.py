@@ -189,3 +189,27 @@ def test_gan_generator_output_is_clamped_and_mean_field_matching_switches_off(fi
     training = model_config("mdma-gan", 30)["training"]
     assert training["weight_decay_gen"] == 0.0 and training["mean_field_steps"] == 50_000
     assert GANModule(s.network, s.network, **training).weight_decay_gen == 0.0
+
+
+def test_bespoke_student_beats_euler_at_the_same_evaluations_and_becomes_the_sampler(fixture_dir, tmp_path):
+    from hepgen.cli.main import main
+    from hepgen.models.assemblies.jets import JetSurrogate
+    from hepgen.models.blocks.cfm import integrate
+    from hepgen.training.student import _noise, fit_jet_solvers
+
+    run = _train("mdma-flow", fixture_dir, tmp_path / "flow", TINY_FLOW)
+    report = fit_jet_solvers(run, steps=(2,), pairs=128, iterations=80, batch_size=64, progress=False)
+    s = JetSurrogate.load(run)
+    x0, mask = _noise(s, 128, seed=5)  # noise the students were not fitted on
+    with torch.no_grad():
+        ref = integrate(s.network, x0, mask, method="midpoint", steps=32)
+        euler = integrate(s.network, x0, mask, method="euler", steps=2)
+        student = s.generate_scaled(mask, x0, method="bespoke", steps=2)
+    assert ((student - ref) ** 2).mean() < 0.7 * ((euler - ref) ** 2).mean()
+    assert report[2]["mse"] > 0
+    assert main(["student", str(run), "--steps", "3", "--pairs", "64", "--iterations", "5", "--default", "3"]) == 0
+    s = JetSurrogate.load(run)
+    assert s.cfg["sampler"] == {"method": "bespoke", "steps": 3} and set(s.solvers) == {2, 3}
+    a, b = (s.sample(50, seed=4).particle_features for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+    assert main(["student", str(run), "--steps", "0"]) == 2

@@ -30,12 +30,13 @@ def jets(
     test: Path = typer.Option(Path("data/t30_test.h5"), "--test", help="Test jets (Pythia)."),
     train: Path = typer.Option(Path("data/t30_train.h5"), "--train", help="Training jets (for the truth floor)."),
     num_jets: int = typer.Option(50_000, "--num-jets", help="Generated jets per model."),
-    batch_size: int = typer.Option(10_000, "--batch-size", help="Batch size of the timed sampling."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Jets per forward pass [default: each model's own]."),
+    time_jets: int = typer.Option(2000, "--time-jets", help="Jets sampled on one thread to time each model (per core, as Pythia)."),
     few_step: bool = typer.Option(True, "--few-step/--no-few-step", help="Solver x steps table for flow models."),
     few_step_jets: int = typer.Option(10_000, "--few-step-jets", help="Generated jets per solver setting."),
-    grid: str = typer.Option("euler:4,euler:8,euler:16,euler:32,midpoint:4,midpoint:8,midpoint:16,midpoint:32,"
-                             "rk4:4,rk4:8,rk4:16,rk4:32,midpoint:100", "--grid",
-                             help="Solver:steps settings of the few-step table, comma separated."),
+    grid: str = typer.Option("euler:4,midpoint:2,midpoint:4,midpoint:8,midpoint:16,rk4:4,bespoke:2,bespoke:4", "--grid",
+                             help="Solver:steps settings of the few-step table, comma separated "
+                                  "(bespoke: the model's fitted few-step solvers, skipped where it has none)."),
     out: Path = typer.Option(Path("bench-results"), "--out", help="Folder for jets_bench.md/.json."),
 ) -> None:
     """Thesis table (W1M, W1P, W1EFP, KPD, FPD, µs per jet, parameters) with the truth floor and Pythia."""
@@ -51,10 +52,10 @@ def jets(
     except ValueError:
         raise OptionError(f"--grid: expected solver:steps pairs like euler:8,rk4:4, got {grid!r}") from None
     for m, s in grid:
-        if m not in SOLVER_NFE or s < 1:
-            raise OptionError(f"--grid: unknown solver or steps {m}:{s} (solvers: {', '.join(SOLVER_NFE)})")
+        if m not in (*SOLVER_NFE, "bespoke") or s < 1:
+            raise OptionError(f"--grid: unknown solver or steps {m}:{s} (solvers: {', '.join(SOLVER_NFE)}, bespoke)")
     report = run_jets_bench(names, test, train, out, num_jets, batch_size, few_step=grid if few_step else None,
-                            few_step_jets=few_step_jets, echo=typer.echo)
+                            few_step_jets=few_step_jets, time_jets=time_jets, echo=typer.echo)
     typer.echo(report)
 
 

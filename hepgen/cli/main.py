@@ -14,7 +14,7 @@ import typer
 from hepgen.cli.bench import app as bench_app
 from hepgen.cli.data import app as data_app
 from hepgen.cli.evaluate import app as evaluate_app
-from hepgen.cli.models import models, sample, train
+from hepgen.cli.models import models, sample, student, train
 from hepgen.errors import HepgenError
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.add_typer(bench_app, name="bench")
 app.command("train")(train)
 app.command("sample")(sample)
 app.command("models")(models)
+app.command("student")(student)
 
 
 @app.callback(invoke_without_command=True)

@@ -54,7 +54,7 @@ def sample(
     num: int = typer.Option(..., "--num", help="Number of jets, showers or events."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same file."),
     out: Path = typer.Option(..., "--out", help="Output file: HDF5 (JetNet or CaloChallenge layout) or Dark Machines text for events."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Jets (default 10000) or showers (default 1000) per forward pass."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Jets (default: the model's, 2048 unless its config says otherwise) or showers (default 1000) per forward pass."),
     solver: str = typer.Option(None, "--solver", help="ODE solver of flow-matching models (euler, midpoint, rk4, dopri5; bespoke for calodream)."),
     steps: int = typer.Option(None, "--steps", help="ODE solver steps of flow-matching models."),
 ) -> None:
@@ -95,12 +95,35 @@ def sample(
         write_showers(showers, out, attrs={"model": surrogate.cfg["model"], "seed": seed})
         typer.echo(f"wrote {num} {surrogate.cfg['geometry']} showers to {out} ({1e3 * elapsed / num:.2f} ms per shower)")
         return
-    batch_size = batch_size or 10_000
     start = time.perf_counter()
     jets = surrogate.sample(num, seed=seed, batch_size=batch_size, method=solver, steps=steps, progress=True)
     elapsed = time.perf_counter() - start
     write_jets(jets, out, attrs={"model": surrogate.cfg["model"], "seed": seed, "relative_jet_features": 1})
     typer.echo(f"wrote {num} jets to {out} ({1e6 * elapsed / num:.1f} µs per jet)")
+
+
+def student(
+    run: Path = typer.Argument(..., help="Run folder of a flow-matching jet model (mdma-flow, epic-fm)."),
+    steps: list[int] = typer.Option([4], "--steps", help="Steps (= network evaluations) of a bespoke solver; repeat for several."),
+    pairs: int = typer.Option(2048, "--pairs", help="Noise / reference pairs to fit on."),
+    reference_steps: int = typer.Option(32, "--reference-steps", help="Midpoint steps of the teacher's reference solve."),
+    iterations: int = typer.Option(400, "--iterations", help="Optimisation steps per solver."),
+    default: int = typer.Option(None, "--default", help="Make the solver with this many steps the run's sampler."),
+) -> None:
+    """Fit few-step bespoke solvers to a trained flow-matching jet model (written to RUN/solvers.pt)."""
+    from hepgen.errors import InputFileError, OptionError
+    from hepgen.training.student import fit_jet_solvers
+
+    if not run.is_dir():
+        raise InputFileError(f"{run}: not a run folder")
+    if any(k < 1 for k in steps) or pairs < 2 or iterations < 1 or reference_steps < 1:
+        raise OptionError("--steps, --pairs, --iterations and --reference-steps must be positive")
+    report = fit_jet_solvers(run, steps, pairs, {"method": "midpoint", "steps": reference_steps}, iterations,
+                             set_default=default)
+    for k, r in report.items():
+        typer.echo(f"bespoke solver, {k} steps: MSE to the {reference_steps}-step midpoint solve {r['mse']:.2e}")
+    if default is not None:
+        typer.echo(f"{run} now samples with the {default}-step bespoke solver")
 
 
 def models() -> None:

@@ -36,7 +36,7 @@ def ship_jet_run(run: str | Path, dest: str | Path, summary: str = "", sampler: 
     if sampler:
         cfg["sampler"] = dict(sampler)
     (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    for name in ("preprocessor.json", "weights.pt", "mass.yaml"):
+    for name in ("preprocessor.json", "weights.pt", "mass.yaml", "solvers.pt"):
         if (run / name).exists():
             shutil.copy(run / name, dest / name)
     data = training_data or cfg["training_data"]

@@ -158,12 +158,13 @@ class JetSurrogate:
     WEIGHTS = "weights.pt"
 
     def __init__(self, cfg, network: torch.nn.Module, preprocessor: JetPreprocessor, multiplicity: MultiplicityKDE,
-                 mass: PchipQuantileSampler | None = None):
+                 mass: PchipQuantileSampler | None = None, solvers: dict | None = None):
         self.cfg = cfg
         self.network = network.eval()
         self.preprocessor = preprocessor
         self.multiplicity = multiplicity
         self.mass = mass  # condition sampler of the mass-conditioned flows
+        self.solvers = solvers or {}  # bespoke few-step solvers {steps: BespokeSolver} (CFM models)
 
     @property
     def family(self) -> str:
@@ -186,6 +187,8 @@ class JetSurrogate:
         if self.mass is not None:
             (folder / "mass.yaml").write_text(yaml.safe_dump(self.mass.to_dict()))
         torch.save(self.network.state_dict(), folder / self.WEIGHTS)
+        if self.solvers:
+            torch.save({k: v.state_dict() for k, v in self.solvers.items()}, folder / "solvers.pt")
         return folder
 
     @classmethod
@@ -207,10 +210,18 @@ class JetSurrogate:
         mass = None
         if (folder / "mass.yaml").exists():
             mass = PchipQuantileSampler.from_dict(yaml.safe_load((folder / "mass.yaml").read_text()))
-        return cls(cfg, net, pre, mult, mass)
+        solvers = {}
+        if (folder / "solvers.pt").exists():
+            from hepgen.models.blocks.bespoke import BespokeSolver
+
+            for k, state in torch.load(folder / "solvers.pt", map_location="cpu", weights_only=True).items():
+                solvers[int(k)] = BespokeSolver(int(k))
+                solvers[int(k)].load_state_dict(state)
+                solvers[int(k)].eval()
+        return cls(cfg, net, pre, mult, mass, solvers)
 
     # -- sampling ----------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate_scaled(self, mask: torch.Tensor, noise: torch.Tensor, method=None, steps=None) -> torch.Tensor:
         """Network output in the preprocessed space for noise (B, N, 3) and mask (B, N)."""
         if self.family == "gan":
@@ -220,16 +231,25 @@ class JetSurrogate:
                 out = torch.maximum(torch.minimum(out, hi), lo) * mask[..., None]
             return out
         sampler = dict(self.cfg.get("sampler", {}))
-        return integrate(
-            self.network, noise, mask,
-            method=method or sampler.get("method", "midpoint"), steps=steps or sampler.get("steps", 100),
-        )
+        method = method or sampler.get("method", "midpoint")
+        steps = steps or sampler.get("steps", 100)
+        if method == "bespoke":
+            if int(steps) not in self.solvers:
+                have = ", ".join(map(str, sorted(self.solvers))) or "none"
+                raise OptionError(f"no bespoke solver with {steps} steps in this model (trained: {have})")
+            solver = self.solvers[int(steps)].to(noise.device)
+            return solver(lambda t, x, m: self.network(t, x, m) * m[..., None], noise, mask) * mask[..., None]
+        return integrate(self.network, noise, mask, method=method, steps=steps)
+
+    #: jets per forward pass unless the config's sampler says otherwise: large batches are
+    #: memory-bound on CPUs (10 000 jets: 1.8x the time per jet of 2048 for MDMA-GAN)
+    BATCH_SIZE = 2048
 
     def sample(
         self,
         num: int,
         seed: int = 0,
-        batch_size: int = 10_000,
+        batch_size: int | None = None,
         device: str | torch.device | None = None,
         method: str | None = None,
         steps: int | None = None,
@@ -240,6 +260,7 @@ class JetSurrogate:
 
         if num <= 0:
             raise OptionError(f"--num must be positive, got {num}")
+        batch_size = int(batch_size or self.cfg.get("sampler", {}).get("batch_size") or self.BATCH_SIZE)
         device = torch.device(device) if device else default_device()
         self.network.to(device)
         rng = np.random.default_rng(seed)
