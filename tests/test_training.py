@@ -213,3 +213,33 @@ def test_bespoke_student_beats_euler_at_the_same_evaluations_and_becomes_the_sam
     a, b = (s.sample(50, seed=4).particle_features for _ in range(2))
     np.testing.assert_array_equal(a, b)
     assert main(["student", str(run), "--steps", "0"]) == 2
+
+
+@pytest.mark.parametrize("model,stage", [("event-rqs", "rqs"), ("event-cflow", "cflow")])
+def test_resume_is_exact_in_the_shared_fit_stage(model, stage, tmp_path, monkeypatch):
+    """The event and calorimeter trainers fit through hepgen.training.fit.fit_stage: a
+    plain shuffled DataLoader (event-rqs) and a bucketed data module (event-cflow) both
+    continue exactly after a kill."""
+    import hepgen.training.fit as fit
+    from test_event_models import FIXTURE, TINY
+
+    from hepgen.training.events import train_event_model
+
+    def run(out, crash=False, resume=False):
+        if crash:
+            monkeypatch.setattr(fit, "resume_callbacks", lambda t: [*_resume(t), _Crash()])
+        else:
+            monkeypatch.setattr(fit, "resume_callbacks", _resume)
+        return train_event_model(model, FIXTURE, out, max_epochs=2, progress=False, override=TINY[model],
+                                 resume=resume)
+
+    from hepgen.training.resume import resume_callbacks as _resume
+
+    whole = run(tmp_path / "whole")
+    with pytest.raises(RuntimeError, match="killed"):
+        run(tmp_path / "killed", crash=True)
+    resumed = run(tmp_path / "killed", resume=True)
+    a = torch.load(whole / "checkpoints" / f"{stage}.ckpt", weights_only=False)["state_dict"]
+    b = torch.load(resumed / "checkpoints" / f"{stage}.ckpt", weights_only=False)["state_dict"]
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=key)
