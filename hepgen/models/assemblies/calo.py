@@ -50,19 +50,25 @@ THESIS: dict[str, dict[str, Any]] = {
     "calodream": {
         "energy": {"dim": 64, "depth": 4, "heads": 4, "head_hidden": 64, "head_layers": 3},
         "shape": {"patch": [3, 16, 1], "dim": 480, "depth": 6, "heads": 6, "cond_dim": 128, "mlp_ratio": 4.0},
-        "training": {"lr": 1e-3, "batch_size": 64, "energy_share": 0.2, "ema_decay": 0.999, "epochs": 400},
+        "training": {"lr": 1e-3, "batch_size": 64, "energy_share": 0.2, "ema_decay": 0.999, "epochs": 400,
+                     "schedule": "cosine", "warmup": 0.02},
         "sampler": {"method": "bespoke", "steps": 8, "energy_method": "rk4", "energy_steps": 50,
                     "reference_method": "midpoint", "reference_steps": 100,
                     "bespoke_pairs": 256, "bespoke_iterations": 300},
     },
     "mdma-calo": {
         "network": {"l_dim": 32, "hidden": 64, "heads": 4, "num_blocks": 4, "time_dim": 16},
-        "training": {"lr": 1e-3, "batch_size": 16, "ema_decay": 0.999, "epochs": 200, "max_showers": 20000},
+        "training": {"lr": 1e-3, "batch_size": 16, "ema_decay": 0.999, "epochs": 200, "max_showers": 20000,
+                     "schedule": "cosine", "warmup": 0.02},
         "sampler": {"method": "midpoint", "steps": 10, "rescale_energy": False},
     },
     "caloinn": {
-        "flow": {"transforms": 12, "bins": 10, "hidden": 256, "layers": 4},
-        "training": {"lr": 1e-4, "batch_size": 512, "noise": 5e-6, "alpha": 1e-8, "epochs": 200},
+        "flow": {"transforms": 12, "bins": 10, "hidden": 256, "layers": 4, "randperm": True},
+        # Table B.1: one-cycle with maximum 1e-4, alpha-logit; dequantisation noise
+        # U(0, noise x threshold), well below the recorded minimum so that the sampler's
+        # threshold cut removes it and nothing of it survives above the cut
+        "training": {"lr": 1e-4, "batch_size": 512, "noise": 0.1, "alpha": 1e-8, "epochs": 200,
+                     "schedule": "one-cycle"},
         "sampler": {},
     },
 }
@@ -221,11 +227,18 @@ def fast_mean_field(body, x: torch.Tensor, mask: torch.Tensor, c: torch.Tensor) 
     return h
 
 
-def inn_flow(features: int, transforms: int = 12, bins: int = 10, hidden: int = 256, layers: int = 4):
-    """CaloINN: a conditional RQS coupling flow p(u, x | E_inc) (zuko NSF, coupling passes)."""
+def inn_flow(features: int, transforms: int = 12, bins: int = 10, hidden: int = 256, layers: int = 4,
+             randperm: bool = False):
+    """CaloINN: a conditional RQS coupling flow p(u, x | E_inc) (zuko NSF, coupling passes).
+
+    With ``randperm`` each coupling splits the features by a fresh random permutation
+    (seed 002: "we permute the order of the features after a transformation"); without
+    it every coupling splits into the same two halves (how the first shipped model was
+    built, kept so its weights load)."""
     import zuko
 
-    return zuko.flows.NSF(features, 1, bins=bins, transforms=transforms, passes=2, hidden_features=[hidden] * layers)
+    return zuko.flows.NSF(features, 1, bins=bins, transforms=transforms, passes=2, randperm=randperm,
+                          hidden_features=[hidden] * layers)
 
 
 # ----------------------------------------------------------------------------- surrogate
