@@ -97,6 +97,36 @@ def calo(
     typer.echo(f"wrote {num_showers} {geometry.value} showers to {out} ({num_showers / elapsed:.0f} showers/s)")
 
 
+@app.command("hits")
+def hits(
+    jet_type: JetType = typer.Option(..., "--jet-type", help="g, q (light quark), t, w or z jets."),
+    num_jets: int = typer.Option(..., "--num-jets", help="Number of jets to produce."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same file."),
+    out: Path = typer.Option(..., "--out", help="Output HDF5 file (keys hits, mask)."),
+    max_hits: int = typer.Option(300, "--max-hits", help="Most energetic cells kept per jet."),
+    workers: int = typer.Option(None, "--workers", help="Local worker processes [default: all cores]."),
+    scheduler: str = typer.Option(None, "--scheduler", help="Address of a Dask scheduler to run on instead."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Calorimeter hit clouds of jets: Pythia jets on a 125 x 125 ECAL-like eta-phi grid (seed 004)."""
+    import time
+
+    from hepgen.data.hits import write_hits
+    from hepgen.errors import OptionError
+    from hepgen.simulate.hits import generate_hits
+
+    if num_jets <= 0:
+        raise OptionError(f"--num-jets must be positive, got {num_jets}")
+    if not out.parent.exists():
+        raise OptionError(f"--out: folder {out.parent} does not exist")
+    start = time.perf_counter()
+    sample = generate_hits(jet_type.value, num_jets, seed=seed, max_hits=max_hits, workers=workers,
+                           scheduler=scheduler, progress=progress)
+    write_hits(sample, out)
+    typer.echo(f"wrote {len(sample)} {jet_type.value}-jet hit clouds (up to {max_hits} hits, mean "
+               f"{sample.multiplicity.mean():.0f}) to {out} ({len(sample) / (time.perf_counter() - start):.0f} jets/s)")
+
+
 class Process(str, Enum):
     ttbar = "ttbar"
     wjets = "wjets"

@@ -81,3 +81,21 @@ def events(
                              classifier_epochs=classifier_epochs, max_events=max_events, bootstrap=bootstrap,
                              bins=bins, unit=unit, progress=progress, echo=typer.echo)
     typer.echo(f"report: {result.report}")
+
+
+@app.command("hits")
+def hits(
+    real: Path = typer.Option(..., "--real", help="Reference hit clouds (hepgen data hits)."),
+    gen: Path = typer.Option(..., "--gen", help="Generated hit clouds."),
+    out: Path = typer.Option(..., "--out", help="Report folder (metrics.json, report.html, plots)."),
+    truth_floor: Path = typer.Option(None, "--truth-floor", help="A second reference sample: adds the real-vs-real row."),
+    num_pairs: int = typer.Option(2000, "--num-pairs", help="Pairs of clouds for the EMD (the seed: 20000)."),
+) -> None:
+    """W1 of the total hit energy, the EMD between clouds, the hit multiplicity, marginals, report."""
+    from hepgen.errors import OptionError
+    from hepgen.evaluate.hits import evaluate_hits
+
+    if num_pairs <= 0:
+        raise OptionError(f"--num-pairs must be positive, got {num_pairs}")
+    result = evaluate_hits(real, gen, out, truth_floor, num_pairs=num_pairs, echo=typer.echo)
+    typer.echo(f"report: {result.report}")
