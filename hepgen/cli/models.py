@@ -26,7 +26,16 @@ def train(
     """Train a generative model; the run folder then samples with `hepgen sample RUN_DIR`."""
     from hepgen.models.assemblies.calo import CALO_MODELS
     from hepgen.models.assemblies.events import EVENT_MODELS
+    from hepgen.models.assemblies.hits import HIT_MODELS
     from hepgen.training.run import train_jet_model
+
+    if model in HIT_MODELS:
+        from hepgen.training.hits import train_hits_model
+
+        run = train_hits_model(model, data, out, config, max_epochs, max_time, seed, resume, progress=progress,
+                               devices=devices, num_nodes=num_nodes)
+        typer.echo(f"run folder: {run}")
+        return
 
     if model in EVENT_MODELS:
         from hepgen.training.events import train_event_model
@@ -55,7 +64,7 @@ def sample(
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same file."),
     out: Path = typer.Option(..., "--out", help="Output file: HDF5 (JetNet or CaloChallenge layout) or Dark Machines text for events."),
     batch_size: int = typer.Option(None, "--batch-size", help="Jets (default: the model's, 2048 unless its config says otherwise) or showers (default 1000) per forward pass."),
-    solver: str = typer.Option(None, "--solver", help="ODE solver of flow-matching models (euler, midpoint, rk4, dopri5; bespoke for calodream)."),
+    solver: str = typer.Option(None, "--solver", help="ODE solver of flow-matching models (euler, midpoint, rk4, dopri5, bespoke); ancestral or ddim for ddpm-hits."),
     steps: int = typer.Option(None, "--steps", help="ODE solver steps of flow-matching models."),
 ) -> None:
     """Sample jets, showers or events from a trained or shipped model."""
@@ -84,6 +93,18 @@ def sample(
         write_events(events, out)
         typer.echo(f"wrote {num} {surrogate.process} events to {out} ({num / elapsed:.0f} events/s; "
                    f"{100 * surrogate.rejected_fraction:.1f}% of drawn events failed the selection and were redrawn)")
+        return
+
+    from hepgen.models.assemblies.hits import HitSurrogate
+
+    if isinstance(surrogate, HitSurrogate):
+        from hepgen.data.hits import write_hits
+
+        start = time.perf_counter()
+        clouds = surrogate.sample(num, seed=seed, batch_size=batch_size, method=solver, steps=steps, progress=True)
+        elapsed = time.perf_counter() - start
+        write_hits(clouds, out)
+        typer.echo(f"wrote {num} hit clouds to {out} ({1e6 * elapsed / num:.0f} µs per jet)")
         return
 
     if isinstance(surrogate, CaloSurrogate):

@@ -26,11 +26,15 @@ def _load(folder: Path):
             return CaloSurrogate.load(folder)
         if model in EVENT_MODELS:
             return EventSurrogate.load(folder)
+        from hepgen.models.assemblies.hits import HIT_MODELS, HitSurrogate
+
+        if model in HIT_MODELS:
+            return HitSurrogate.load(folder)
     return JetSurrogate.load(folder)
 
 
 def load_model(name_or_folder: str | Path):
-    """A trained model (jet, calorimeter or event surrogate) by run folder or shipped name."""
+    """A trained model (jet, calorimeter, hit-cloud or event surrogate) by run folder or shipped name."""
     path = Path(name_or_folder)
     if path.is_dir():
         return _load(path)

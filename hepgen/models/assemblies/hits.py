@@ -1,0 +1,149 @@
+"""Hit-cloud diffusion (seed 004 ch. 6): ``ddpm-hits``, its network, config and sampling.
+
+The network (seed 004 L690-937) embeds each hit (eta, phi, E) in 64 dimensions, mixes in
+a DeepSets summary (the mean of the embedded hits) and a random-Fourier time embedding,
+and applies 8 masked transformer blocks (:mod:`hepgen.models.blocks.transformer`); it
+predicts v of a cosine-schedule DDPM with T = 512 (:mod:`hepgen.models.blocks.ddpm`).
+Multiplicities come from a KDE of the training multiplicities, as for the jet models.
+A :class:`HitSurrogate` is what a run folder holds and samples hit clouds in the
+``hepgen data hits`` layout, hits sorted by energy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from hepgen.config import merge_config, to_plain
+from hepgen.data.hits import HitSample
+from hepgen.device import default_device
+from hepgen.errors import InputFileError, OptionError
+from hepgen.models.blocks.ddpm import Diffusion
+from hepgen.models.blocks.embeddings import FourierTimeEmbedding
+from hepgen.models.blocks.transformer import TransformerBlock
+from hepgen.models.multiplicity import MultiplicityKDE
+from hepgen.transforms import load as load_transform
+
+HIT_MODELS = ("ddpm-hits",)
+
+#: seed 004: 64-dim embedding, 8 transformer blocks, T = 512, cosine s = 8e-3; Adam 1e-3
+#: with cosine decay, batch 128, 200 epochs
+THESIS = {
+    "ddpm-hits": {
+        "network": {"dim": 64, "hidden": 128, "heads": 4, "blocks": 8, "time_dim": 64},
+        "diffusion": {"steps": 512, "s": 8e-3, "max_beta": 0.999},
+        "training": {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 128, "epochs": 200, "schedule": "cosine",
+                     "warmup": 0.01, "ema_decay": 0.999},
+        "sampler": {"method": "ddim", "steps": 64, "batch_size": 256},
+    },
+}
+
+
+def hits_config(model: str, override: dict | None = None) -> dict:
+    if model not in THESIS:
+        raise OptionError(f"unknown hit model {model!r}; choose from {', '.join(HIT_MODELS)}")
+    base = {"model": model, **THESIS[model]}
+    unknown = set(override or {}) - set(base)
+    if unknown:
+        raise OptionError(f"--config: unknown section(s) {', '.join(sorted(unknown))}; allowed: {', '.join(base)}")
+    return merge_config(base, override)
+
+
+class HitDenoiser(nn.Module):
+    """v-prediction network on hit clouds (see the module docstring): (t (B,), x_t, mask) -> v."""
+
+    def __init__(self, dim: int = 64, hidden: int = 128, heads: int = 4, blocks: int = 8, time_dim: int = 64, **_):
+        super().__init__()
+        self.time = nn.Sequential(FourierTimeEmbedding(time_dim), nn.Linear(time_dim, dim), nn.SiLU(),
+                                  nn.Linear(dim, dim))
+        self.embed = nn.Sequential(nn.Linear(3, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.deepsets = nn.Sequential(nn.Linear(2 * dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.blocks = nn.ModuleList(TransformerBlock(dim, hidden, heads) for _ in range(blocks))
+        self.out = nn.Linear(dim, 3)
+
+    def forward(self, t, x, mask, cond=None):
+        m = mask[..., None].to(x.dtype)
+        temb = self.time(t)[:, None, :]
+        h = self.embed(x) * m
+        pooled = h.sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)
+        h = (h + self.deepsets(torch.cat([h, pooled.expand_as(h)], -1)) + temb) * m
+        for block in self.blocks:
+            h = block(h + temb, mask)
+        return self.out(h) * m
+
+
+class HitSurrogate:
+    """A trained hit-cloud model: config, transform, multiplicity KDE, network."""
+
+    WEIGHTS = "weights.pt"
+
+    def __init__(self, cfg: dict, transform, multiplicity: MultiplicityKDE, network: nn.Module):
+        self.cfg, self.transform, self.multiplicity = cfg, transform, multiplicity
+        self.network = network.eval()
+        self.diffusion = Diffusion(**cfg["diffusion"])
+
+    @property
+    def max_hits(self) -> int:
+        return int(self.cfg["max_hits"])
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.network.parameters())
+
+    def save(self, folder) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.yaml").write_text(yaml.safe_dump(to_plain(self.cfg), sort_keys=False))
+        self.transform.save(folder / "transform.json")
+        (folder / "multiplicity.yaml").write_text(yaml.safe_dump(self.multiplicity.to_dict()))
+        torch.save(self.network.state_dict(), folder / self.WEIGHTS)
+        return folder
+
+    @classmethod
+    def load(cls, folder) -> "HitSurrogate":
+        folder = Path(folder)
+        for name in ("config.yaml", "transform.json", "multiplicity.yaml", cls.WEIGHTS):
+            if not (folder / name).exists():
+                raise InputFileError(f"{folder}: not a trained hit-cloud model (missing {name})")
+        cfg = yaml.safe_load((folder / "config.yaml").read_text())
+        net = HitDenoiser(**cfg["network"])
+        net.load_state_dict(torch.load(folder / cls.WEIGHTS, map_location="cpu", weights_only=True))
+        mult = MultiplicityKDE.from_dict(yaml.safe_load((folder / "multiplicity.yaml").read_text()))
+        return cls(cfg, load_transform(folder / "transform.json"), mult, net)
+
+    @torch.inference_mode()
+    def sample(self, num: int, seed: int = 0, batch_size: int | None = None, method: str | None = None,
+               steps: int | None = None, device=None, progress: bool = False) -> HitSample:
+        """``num`` hit clouds; the same seed gives the same clouds (on the same device)."""
+        from tqdm.auto import tqdm
+
+        if num <= 0:
+            raise OptionError(f"--num must be positive, got {num}")
+        sampler = self.cfg.get("sampler", {})
+        method = method or sampler.get("method", "ddim")
+        steps = steps or sampler.get("steps")
+        batch_size = int(batch_size or sampler.get("batch_size", 256))
+        device = torch.device(device) if device else default_device()
+        self.network.to(device)
+        rng = np.random.default_rng(seed)
+        n = np.sort(self.multiplicity.sample(num, rng))[::-1]
+        H = self.max_hits
+        scaled = np.zeros((num, H, 3), np.float32)
+        gen = torch.Generator().manual_seed(int(seed))
+        starts = range(0, num, batch_size)
+        for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress or len(starts) < 2):
+            nb = torch.as_tensor(n[start:start + batch_size].copy())
+            width = int(nb.max())
+            mask = torch.arange(width)[None, :] < nb[:, None]
+            noise = torch.randn(len(nb), width, 3, generator=gen) * mask[..., None]
+            out = self.diffusion.sample(self.network, noise.to(device), mask.to(device), method=method, steps=steps,
+                                        generator=gen)
+            scaled[start:start + len(nb), :width] = out.float().cpu().numpy()
+        mask = np.arange(H)[None, :] < n[:, None]
+        hits = self.transform.inverse_transform(scaled, mask).astype(np.float32)
+        order = np.argsort(-np.where(mask, hits[..., 2], -np.inf), axis=1, kind="stable")
+        hits = np.take_along_axis(hits, order[..., None], axis=1)
+        return HitSample(hits * mask[..., None], mask, {"model": self.cfg["model"], "seed": seed})
