@@ -206,3 +206,27 @@ def test_wider_radial_profile_is_caught(reference_pair, monkeypatch):
     m = _evaluate(reference_pair, reference_pair / "wide.h5", "wide")
     assert m["auc_low"]["value"] > 0.55 and m["auc_high"]["value"] > 0.55, (m["auc_low"], m["auc_high"])
     assert any(k.startswith("sep_width") for k in m["flagged"]), m["flagged"][:8]
+
+
+def test_ild_pion_grid_showers_are_reproducible_and_all_shower(tmp_path):
+    """seed 001 ch. 7: 48 AHCAL layers of 25 x 25 tiles, pions of 10-100 GeV, only showers
+    with >= 70 cells above 0.5 MIP (0.25 MeV); the CLI file is the same for any workers."""
+    from hepgen.cli.main import main
+    from hepgen.data.calo import read_showers
+    from hepgen.data.geometry import load_geometry
+
+    geo = load_geometry("ild-pions")
+    assert geo.grid_shape == (48, 25, 25) and geo.num_voxels == 30_000 and geo.cell_size == 30.0
+    files = []
+    for tag, workers in (("a", "1"), ("b", "2")):
+        files.append(tmp_path / f"{tag}.h5")
+        assert main(["data", "calo", "--geometry", "ild-pions", "--num-showers", "120", "--seed", "1",
+                     "--out", str(files[-1]), "--workers", workers, "--no-progress"]) == 0
+    a, b = (read_showers(f) for f in files)
+    np.testing.assert_array_equal(a.showers, b.showers)
+    e = a.incident_energies[:, 0]
+    assert 10e3 <= e.min() and e.max() <= 100e3
+    hits = (a.showers > 0.25).sum(1)
+    assert hits.min() >= 70 and 0.005 < (a.showers > 0.25).mean() < 0.05
+    cells = a.showers[a.showers > 0.25]
+    assert 0.3 < np.median(cells) < 1.5  # the MIP of the scintillator tiles (~0.5 MeV)

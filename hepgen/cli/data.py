@@ -64,11 +64,12 @@ class Geometry(str, Enum):
     ds2 = "ds2"
     ds3 = "ds3"
     ild_photons = "ild-photons"
+    ild_pions = "ild-pions"
 
 
 @app.command("calo")
 def calo(
-    geometry: Geometry = typer.Option(..., "--geometry", help="CaloChallenge geometry or the ILD-like photon grid."),
+    geometry: Geometry = typer.Option(..., "--geometry", help="CaloChallenge geometry or an ILD-like grid (photons: ECAL, pions: AHCAL)."),
     num_showers: int = typer.Option(..., "--num-showers", help="Number of showers to produce."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same file."),
     out: Path = typer.Option(..., "--out", help="Output HDF5 file (CaloChallenge layout)."),

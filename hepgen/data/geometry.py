@@ -37,7 +37,7 @@ XML_FILES = {
     "ds2": "binning_dataset_2.xml",
     "ds3": "binning_dataset_3.xml",
 }
-GEOMETRIES = (*XML_FILES, "ild-photons")
+GEOMETRIES = (*XML_FILES, "ild-photons", "ild-pions")
 
 
 @dataclass(frozen=True)
@@ -257,19 +257,29 @@ def read_binning_xml(path: str | os.PathLike, name: str | None = None) -> CaloGe
                         layers=tuple(layers), source=str(path))
 
 
-def ild_grid(num_layers: int = 30, num_cells: int = 30, cell_size: float = 5.08) -> CaloGeometry:
-    """The ILD-like photon grid of seed 001: 30 layers of 30 x 30 Si cells (5.08 mm)."""
+def ild_grid(num_layers: int = 30, num_cells: int = 30, cell_size: float = 5.08, name: str = "ild-photons",
+             particle: str = "photon") -> CaloGeometry:
+    """A regular ILD-like grid: by default the photon grid of seed 001 ch. 6, 30 layers of
+    30 x 30 Si cells (5.08 mm)."""
     layers = tuple(Layer(i, (0.0,), 1) for i in range(num_layers))
-    return CaloGeometry(name="ild-photons", particle="photon", layers=layers, kind="grid",
+    return CaloGeometry(name=name, particle=particle, layers=layers, kind="grid",
                         cell_size=cell_size, grid_shape=(num_layers, num_cells, num_cells))
+
+
+def ild_pion_grid() -> CaloGeometry:
+    """The pion grid of seed 001 ch. 7 (L1989-1993): the ILD AHCAL's 48 layers projected on
+    25 x 25 cells of its 3 x 3 cm scintillator tiles."""
+    return ild_grid(48, 25, 30.0, name="ild-pions", particle="pion")
 
 
 @lru_cache(maxsize=None)
 def load_geometry(name: str) -> CaloGeometry:
-    """A geometry by name (``ds1-photons``, ``ds1-pions``, ``ds2``, ``ds3``, ``ild-photons``)
+    """A geometry by name (``ds1-photons``, ``ds1-pions``, ``ds2``, ``ds3``, ``ild-photons``, ``ild-pions``)
     or by the path of a binning XML file."""
     if name == "ild-photons":
         return ild_grid()
+    if name == "ild-pions":
+        return ild_pion_grid()
     if name in XML_FILES:
         return read_binning_xml(GEOMETRY_DIR / XML_FILES[name], name=name)
     if name.endswith(".xml"):

@@ -4,7 +4,8 @@ The observables of the "Getting High" photon showers (Buhmann, Diefenbacher et a
 arXiv:2005.05334) and of S. Diefenbacher's thesis, for showers on a regular
 (layer, x, y) grid (:func:`hepgen.data.geometry.ild_grid`):
 
-* hits: voxels above ``hit_cut`` (default 0.1 MeV, half the 0.2 MeV MIP of the Si cells),
+* hits: voxels above ``hit_cut`` (default half a MIP: 0.1 MeV for the Si cells of the
+  photon grid, 0.25 MeV for the scintillator tiles of the pion grid),
   the same cut applied to both samples; the hit-energy spectrum (a
   :class:`~hepgen.metrics.calo.LogSpectrum`), the number of hits and the visible energy
   (sum of hit energies) per shower;
@@ -32,6 +33,8 @@ from hepgen.metrics.calo import CHUNK, EPS, LogSpectrum, _as_arrays, chunk_rows
 MIP_MEV = 0.2
 #: Default hit threshold: half a MIP.
 HIT_CUT_MEV = 0.1
+#: half a MIP of each grid's cells: 0.2 MeV in the ECAL's Si, ~0.5 MeV in the AHCAL's scintillator
+HIT_CUTS = {"ild-photons": 0.1, "ild-pions": 0.25}
 
 #: Observables of :meth:`GridObservables.correlation_inputs`, with plot labels.
 CORRELATION_LABELS = {
@@ -78,12 +81,15 @@ class GridObservables:
         return out
 
 
-def grid_observables(sample_or_arrays, geometry: CaloGeometry | None = None, hit_cut: float = HIT_CUT_MEV,
+def grid_observables(sample_or_arrays, geometry: CaloGeometry | None = None, hit_cut: float | None = None,
                      chunk_size: int = CHUNK) -> GridObservables:
-    """:class:`GridObservables` of showers on a grid geometry (``kind == "grid"``)."""
+    """:class:`GridObservables` of showers on a grid geometry (``kind == "grid"``); the hit
+    cut defaults to half a MIP of the geometry's cells (:data:`HIT_CUTS`)."""
     e_inc, showers, geo = _as_arrays(sample_or_arrays, geometry)
     if geo.kind != "grid":
         raise OptionError(f"grid observables need a grid geometry, {geo.name} is {geo.kind}")
+    if hit_cut is None:
+        hit_cut = HIT_CUTS.get(geo.name, HIT_CUT_MEV)
     if hit_cut < 0:
         raise OptionError(f"hit cut must be >= 0 MeV, got {hit_cut}")
     table = geo.voxel_table()
