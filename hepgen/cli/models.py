@@ -29,6 +29,16 @@ def train(
     from hepgen.models.assemblies.hits import HIT_MODELS
     from hepgen.training.run import train_jet_model
 
+    from hepgen.models.assemblies.grids import GRID_MODELS
+
+    if model in GRID_MODELS:
+        from hepgen.training.grids import train_grid_model
+
+        run = train_grid_model(model, data, out, config, max_epochs, max_time, seed, resume, progress=progress,
+                               devices=devices, num_nodes=num_nodes, num_showers=num_showers)
+        typer.echo(f"run folder: {run}")
+        return
+
     if model in HIT_MODELS:
         from hepgen.training.hits import train_hits_model
 
@@ -107,11 +117,14 @@ def sample(
         typer.echo(f"wrote {num} hit clouds to {out} ({1e6 * elapsed / num:.0f} µs per jet)")
         return
 
-    if isinstance(surrogate, CaloSurrogate):
+    from hepgen.models.assemblies.grids import GridSurrogate
+
+    if isinstance(surrogate, (CaloSurrogate, GridSurrogate)):
         from hepgen.data.calo import write_showers
 
         start = time.perf_counter()
-        showers = surrogate.sample(num, seed=seed, batch_size=batch_size or 1000, method=solver, steps=steps)
+        default_batch = None if isinstance(surrogate, GridSurrogate) else 1000  # grid decoders: 100
+        showers = surrogate.sample(num, seed=seed, batch_size=batch_size or default_batch, method=solver, steps=steps)
         elapsed = time.perf_counter() - start
         write_showers(showers, out, attrs={"model": surrogate.cfg["model"], "seed": seed})
         typer.echo(f"wrote {num} {surrogate.cfg['geometry']} showers to {out} ({1e3 * elapsed / num:.2f} ms per shower)")

@@ -26,7 +26,11 @@ def _load(folder: Path):
             return CaloSurrogate.load(folder)
         if model in EVENT_MODELS:
             return EventSurrogate.load(folder)
+        from hepgen.models.assemblies.grids import GRID_MODELS, GridSurrogate
         from hepgen.models.assemblies.hits import HIT_MODELS, HitSurrogate
+
+        if model in GRID_MODELS:
+            return GridSurrogate.load(folder)
 
         if model in HIT_MODELS:
             return HitSurrogate.load(folder)

@@ -33,8 +33,10 @@ def wgan_generator_loss(fake_score):
 
 
 def gradient_penalty(critic, real, fake, mask, weight: float = 10.0):
-    """weight * (|grad critic(x_hat)| - 1)^2 at random interpolates x_hat of real and fake."""
-    eps = torch.rand(real.shape[0], 1, 1, device=real.device)
+    """weight * (|grad critic(x_hat)| - 1)^2 at random interpolates x_hat of real and fake
+    (one interpolation weight per sample, for clouds (B, N, F) and grids (B, ...) alike);
+    ``mask`` is passed on to ``critic`` (a cloud's mask or a grid's condition)."""
+    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
     score = critic(x_hat, mask)[0]
     (grad,) = torch.autograd.grad(score.sum(), x_hat, create_graph=True)

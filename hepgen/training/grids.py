@@ -1,0 +1,206 @@
+"""Training of the grid models (``hepgen train gan-3d|wgan-3d|bib-ae --data SHOWERS.h5``).
+
+One Lightning fit (stage ``grid``, :func:`hepgen.training.fit.fit_stage`: exact
+``--resume``, epoch-end ``--max-time``) with manual optimisation:
+
+* :class:`GridGANModule` -- critic step(s) (BCE for ``gan-3d``; WGAN-GP for ``wgan-3d``,
+  whose energy constrainer learns E from real showers in the same step), then the
+  generator step (with kappa |c_pred - c| for ``wgan-3d``); warm EMA of the generator.
+* :class:`BIBAEModule` -- ``epochs`` of BIB-AE training (difference critic, latent
+  critic, latent MMD, KLD), then ``pp_epochs`` of the Post Processor with the BIB-AE
+  frozen: MSE for ``pp_mse_epochs``, then MSE + the sorted-kernel MMD.
+
+The run folder holds config.yaml, weights.pt (generator / BIB-AE with Post Processor),
+for the BIB-AE latents.npy (encoded training latents for KDE sampling), checkpoints and logs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from lightning import seed_everything
+from torch.utils.data import DataLoader, TensorDataset
+
+from hepgen.config import merge_config, read_config, to_plain
+from hepgen.data.calo import read_showers
+from hepgen.errors import OptionError
+from hepgen.models.assemblies.grids import GridSurrogate, build_grid_networks, gaussian_mmd, grid_config, sorted_kernel_mmd
+from hepgen.models.blocks.gan import gradient_penalty
+from hepgen.training.ema import warm_ema
+from hepgen.training.fit import fit_stage
+from hepgen.training.modules import TrainingModule, _split_training
+from hepgen.training.run import check_run_options
+
+
+def _step(opt, loss, module):
+    opt.zero_grad()
+    module.manual_backward(loss)
+    opt.step()
+
+
+class GridGANModule(TrainingModule):
+    def __init__(self, networks: dict, loss: str = "bce", lr: float = 1e-4, lr_gen: float = 1e-4, betas=(0.5, 0.999),
+                 critic_steps: int = 1, gp_weight: float = 10.0, kappa: float = 0.0, ema_decay: float | None = 0.999,
+                 **training):
+        super().__init__(_split_training(training))
+        if loss not in ("bce", "wgan-gp"):
+            raise OptionError(f"unknown grid GAN loss {loss!r}; choose bce or wgan-gp")
+        self.automatic_optimization = False
+        self.generator, self.critic = networks["generator"], networks["critic"]
+        self.constrainer = networks.get("constrainer")
+        self.loss_name, self.lr, self.lr_gen, self.betas = loss, lr, lr_gen, tuple(betas)
+        self.critic_steps, self.gp_weight, self.kappa = max(1, int(critic_steps)), gp_weight, kappa
+        self.latent = self.generator.fc.in_features - 1
+        self.ema = warm_ema(self.generator, ema_decay)
+
+    def sampled(self):
+        return self.generator
+
+    def configure_optimizers(self):
+        opts = [torch.optim.Adam(self.generator.parameters(), lr=self.lr_gen, betas=self.betas),
+                torch.optim.Adam(self.critic.parameters(), lr=self.lr, betas=self.betas)]
+        if self.constrainer is not None:
+            opts.append(torch.optim.Adam(self.constrainer.parameters(), lr=self.lr, betas=self.betas))
+        return self.with_schedule(*opts)
+
+    def training_step(self, batch, batch_idx):
+        x, c = batch
+        opts = self.optimizers()
+        opt_g, opt_c = opts[0], opts[1]
+        z = torch.randn(len(x), self.latent, device=x.device)
+        with torch.no_grad():
+            fake = self.generator(z, c)
+        real_s, fake_s = self.critic(x, c), self.critic(fake, c)
+        if self.loss_name == "wgan-gp":
+            loss_c = fake_s.mean() - real_s.mean() + gradient_penalty(self.critic, x, fake, c, self.gp_weight)
+        else:
+            loss_c = F.softplus(-real_s).mean() + F.softplus(fake_s).mean()
+        _step(opt_c, loss_c, self)
+        self.log("critic_loss", loss_c, prog_bar=True, batch_size=len(x))
+        if self.constrainer is not None:
+            loss_e = F.mse_loss(self.constrainer(x), c[:, 0])
+            _step(opts[2], loss_e, self)
+            self.log("constrainer_loss", loss_e, batch_size=len(x))
+        if batch_idx % self.critic_steps == 0:
+            self.critic.requires_grad_(False)
+            fake = self.generator(torch.randn(len(x), self.latent, device=x.device), c)
+            score = self.critic(fake, c)
+            loss_g = -score.mean() if self.loss_name == "wgan-gp" else F.softplus(-score).mean()
+            if self.constrainer is not None and self.kappa:
+                self.constrainer.requires_grad_(False)
+                loss_g = loss_g + self.kappa * (self.constrainer(fake) - c[:, 0]).abs().mean()
+                self.constrainer.requires_grad_(True)
+            _step(opt_g, loss_g, self)
+            self.critic.requires_grad_(True)
+            self.update_ema()
+            self.log("generator_loss", loss_g, prog_bar=True, batch_size=len(x))
+
+
+class BIBAEModule(TrainingModule):
+    def __init__(self, networks: dict, epochs: int = 50, pp_epochs: int = 20, pp_mse_epochs: int = 5,
+                 lr: float = 1e-4, betas=(0.5, 0.9), kld: float = 0.05, mmd: float = 100.0, latent_adv: float = 1.0,
+                 adv: float = 1.0, gp_weight: float = 10.0, mmd_windows=(100, 50), mmd_alpha: float = 200.0,
+                 **training):
+        super().__init__(_split_training(training))
+        self.automatic_optimization = False
+        self.bibae, self.critic, self.latent_critic = networks["bibae"], networks["critic"], networks["latent_critic"]
+        self.epochs, self.pp_epochs, self.pp_mse_epochs = int(epochs), int(pp_epochs), int(pp_mse_epochs)
+        self.lr, self.betas = lr, tuple(betas)
+        self.w = dict(kld=kld, mmd=mmd, latent_adv=latent_adv, adv=adv)
+        self.gp_weight, self.mmd_windows, self.mmd_alpha = gp_weight, tuple(mmd_windows), mmd_alpha
+
+    def sampled(self):
+        return self.bibae
+
+    def configure_optimizers(self):
+        ae = list(self.bibae.encoder.parameters()) + list(self.bibae.decoder.parameters())
+        return [torch.optim.Adam(ae, lr=self.lr, betas=self.betas),
+                torch.optim.Adam(self.critic.parameters(), lr=self.lr, betas=self.betas),
+                torch.optim.Adam(self.latent_critic.parameters(), lr=self.lr, betas=self.betas),
+                torch.optim.Adam(self.bibae.post.parameters(), lr=self.lr, betas=self.betas)]
+
+    def training_step(self, batch, batch_idx):
+        x, c = batch
+        opt_ae, opt_c, opt_l, opt_pp = self.optimizers()
+        if self.current_epoch >= self.epochs:  # the Post Processor, BIB-AE frozen
+            with torch.no_grad():
+                mu, logvar = self.bibae.encoder(x, c)
+                recon = self.bibae.decode(mu + torch.randn_like(mu) * (0.5 * logvar).exp(), c, post=False)
+            out = self.bibae.post(recon, c)
+            loss = F.mse_loss(out, x)
+            if self.current_epoch >= self.epochs + self.pp_mse_epochs:
+                loss = loss + sorted_kernel_mmd(x, out, *self.mmd_windows, alpha=self.mmd_alpha)
+            _step(opt_pp, loss, self)
+            self.log("pp_loss", loss, prog_bar=True, batch_size=len(x))
+            return
+        # critics: the difference critic tells (x, 0) from (x, x - x'); the latent critic N(0, 1) from q(z|x)
+        with torch.no_grad():
+            recon, mu, logvar, z = self.bibae(x, c)
+        perfect = torch.stack([x, torch.zeros_like(x)], 1)
+        diff = torch.stack([x, x - recon], 1)
+        loss_c = (self.critic(diff, c).mean() - self.critic(perfect, c).mean()
+                  + gradient_penalty(self.critic, perfect, diff, c, self.gp_weight))
+        _step(opt_c, loss_c, self)
+        prior = torch.randn_like(z)
+        loss_l = F.softplus(-self.latent_critic(prior)).mean() + F.softplus(self.latent_critic(z)).mean()
+        _step(opt_l, loss_l, self)
+        # encoder + decoder
+        self.critic.requires_grad_(False)
+        self.latent_critic.requires_grad_(False)
+        recon, mu, logvar, z = self.bibae(x, c)
+        adv = -self.critic(torch.stack([x, x - recon], 1), c).mean()
+        lat = F.softplus(-self.latent_critic(z)).mean()
+        kld = -0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1).mean()
+        mmd = gaussian_mmd(z, torch.randn_like(z))
+        loss = self.w["adv"] * adv + self.w["latent_adv"] * lat + self.w["kld"] * kld + self.w["mmd"] * mmd
+        _step(opt_ae, loss, self)
+        self.critic.requires_grad_(True)
+        self.latent_critic.requires_grad_(True)
+        self.log_dict({"bibae_loss": loss, "difference_critic": loss_c, "kld": kld, "latent_mmd": mmd},
+                      prog_bar=True, batch_size=len(x))
+
+
+def train_grid_model(model: str, data: str | os.PathLike, out: str | os.PathLike, config=None,
+                     max_epochs: int | None = None, max_time: float | None = None, seed: int = 0,
+                     resume: bool = False, progress: bool = True, override: dict | None = None,
+                     devices="auto", num_nodes: int = 1, num_showers: int | None = None) -> Path:
+    """Train ``gan-3d``, ``wgan-3d`` or ``bib-ae`` on grid showers; returns the run folder.
+    ``max_epochs`` replaces ``training.epochs`` (for the BIB-AE, the Post Processor's
+    ``pp_epochs`` follow)."""
+    out = check_run_options(out, resume, max_epochs, max_time)
+    sample = read_showers(data, num_showers=num_showers)
+    if resume and (out / "config.yaml").exists():
+        cfg = yaml.safe_load((out / "config.yaml").read_text())
+    else:
+        cfg = grid_config(model, sample.geometry.name, merge_config(read_config(config), override))
+    training = cfg["training"]
+    if max_epochs is not None:
+        training["epochs"] = int(max_epochs)
+    epochs = int(training.get("epochs", 50))
+    total = epochs + (int(training.get("pp_epochs", 0)) if model == "bib-ae" else 0)
+    training.setdefault("schedule_epochs", total)
+    e = sample.incident_energies[:, 0].astype(np.float64)
+    cfg.update(training_data=str(data), e_range=[float(e.min()), float(e.max())])
+    seed_everything(seed, workers=True, verbose=False)
+    geo = sample.geometry
+    x = torch.as_tensor(sample.showers.reshape(len(sample), *geo.grid_shape), dtype=torch.float32)
+    c = torch.as_tensor(e / cfg["e_range"][1], dtype=torch.float32)[:, None]
+    nets = build_grid_networks(cfg)
+    module = BIBAEModule(nets, **training) if model == "bib-ae" else GridGANModule(nets, **training)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(to_plain(cfg), sort_keys=False))
+    loader = DataLoader(TensorDataset(x, c), batch_size=min(int(training.get("batch_size", 64)), len(x)),
+                        shuffle=True, drop_last=True)
+    fit_stage(module, loader, out, "grid", total, max_time, resume, progress, devices, num_nodes)
+    net = module.sampling_network().cpu().eval()
+    latents = None
+    if model == "bib-ae":
+        with torch.no_grad():
+            latents = torch.cat([net.encoder(x[i:i + 256], c[i:i + 256])[0] for i in range(0, len(x), 256)]).numpy()
+    GridSurrogate(cfg, net, latents).save(out)
+    return out
