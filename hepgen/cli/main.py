@@ -15,6 +15,7 @@ from hepgen.cli.bench import app as bench_app
 from hepgen.cli.data import app as data_app
 from hepgen.cli.evaluate import app as evaluate_app
 from hepgen.cli.models import models, sample, student, train
+from hepgen.cli.study import app as study_app
 from hepgen.errors import HepgenError
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(bench_app, name="bench")
+app.add_typer(study_app, name="study")
 app.command("train")(train)
 app.command("sample")(sample)
 app.command("models")(models)
