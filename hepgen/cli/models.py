@@ -24,44 +24,27 @@ def train(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar (off for background runs with a log file)."),
 ) -> None:
     """Train a generative model; the run folder then samples with `hepgen sample RUN_DIR`."""
+    from importlib import import_module
+
     from hepgen.models.assemblies.calo import CALO_MODELS
     from hepgen.models.assemblies.events import EVENT_MODELS
+    from hepgen.models.assemblies.grids import GRID_MODELS
     from hepgen.models.assemblies.hits import HIT_MODELS
     from hepgen.training.run import train_jet_model
 
-    from hepgen.models.assemblies.grids import GRID_MODELS
-
-    if model in GRID_MODELS:
-        from hepgen.training.grids import train_grid_model
-
-        run = train_grid_model(model, data, out, config, max_epochs, max_time, seed, resume, progress=progress,
-                               devices=devices, num_nodes=num_nodes, num_showers=num_showers)
-        typer.echo(f"run folder: {run}")
-        return
-
-    if model in HIT_MODELS:
-        from hepgen.training.hits import train_hits_model
-
-        run = train_hits_model(model, data, out, config, max_epochs, max_time, seed, resume, progress=progress,
-                               devices=devices, num_nodes=num_nodes)
-        typer.echo(f"run folder: {run}")
-        return
-
-    if model in EVENT_MODELS:
-        from hepgen.training.events import train_event_model
-
-        run = train_event_model(model, data, out, config, max_epochs, max_time, seed, resume, progress=progress,
-                                devices=devices, num_nodes=num_nodes, num_events=num_events)
-        typer.echo(f"run folder: {run}")
-        return
-
-    if model in CALO_MODELS:
-        from hepgen.training.calo import train_calo_model
-
-        run = train_calo_model(model, data, out, config, max_epochs, max_time, seed, resume, progress=progress,
-                               devices=devices, num_nodes=num_nodes, num_showers=num_showers)
-        typer.echo(f"run folder: {run}")
-        return
+    # model family -> (trainer, the --num-* option it takes)
+    trainers = [(GRID_MODELS, "hepgen.training.grids:train_grid_model", {"num_showers": num_showers}),
+                (HIT_MODELS, "hepgen.training.hits:train_hits_model", {}),
+                (EVENT_MODELS, "hepgen.training.events:train_event_model", {"num_events": num_events}),
+                (CALO_MODELS, "hepgen.training.calo:train_calo_model", {"num_showers": num_showers})]
+    for names, target, extra in trainers:
+        if model in names:
+            module, func = target.split(":")
+            run = getattr(import_module(module), func)(model, data, out, config, max_epochs, max_time, seed, resume,
+                                                       progress=progress, devices=devices, num_nodes=num_nodes,
+                                                       **extra)
+            typer.echo(f"run folder: {run}")
+            return
 
     run = train_jet_model(model, data, out, config, max_epochs, max_time, num_particles, seed, resume, progress=progress,
                           devices=devices, num_nodes=num_nodes)

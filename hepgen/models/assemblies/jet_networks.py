@@ -52,15 +52,14 @@ class MDMACritic(nn.Module):
         return self.head(mean_field)[:, 0], mean_field
 
 
-class MDMAVelocity(nn.Module):
-    """MDMA-Flow: the blocks see a cosine time embedding (seed 000 Fig. 5.16)."""
+class _TimeVelocity(nn.Module):
+    """A velocity field from a particle body: the cosine time embedding is appended to every
+    particle and given to the body as its condition; beta maps back to the features."""
 
-    def __init__(self, l_dim=128, hidden=256, heads=16, num_blocks=8, time_dim=16, max_particles=150, norm=True, **_):
+    def __init__(self, body: nn.Module, l_dim: int, time_dim: int):
         super().__init__()
         self.time = CosineTimeEmbedding(time_dim)
-        self.body = MeanFieldBody(
-            FEATURES + time_dim, l_dim, hidden, heads, num_blocks, cond_dim=time_dim, max_particles=max_particles, norm=norm
-        )
+        self.body = body
         self.beta = nn.Linear(l_dim, FEATURES)
 
     def forward(self, t, x, mask, cond=None):
@@ -68,6 +67,14 @@ class MDMAVelocity(nn.Module):
         inp = torch.cat([x, temb[:, None].expand(-1, x.shape[1], -1)], -1)
         h, _ = self.body(inp, mask, temb)
         return self.beta(h) * mask[..., None]
+
+
+class MDMAVelocity(_TimeVelocity):
+    """MDMA-Flow: the blocks see a cosine time embedding (seed 000 Fig. 5.16)."""
+
+    def __init__(self, l_dim=128, hidden=256, heads=16, num_blocks=8, time_dim=16, max_particles=150, norm=True, **_):
+        super().__init__(MeanFieldBody(FEATURES + time_dim, l_dim, hidden, heads, num_blocks, cond_dim=time_dim,
+                                       max_particles=max_particles, norm=norm), l_dim, time_dim)
 
 
 class EPiCBody(nn.Module):
@@ -114,7 +121,7 @@ class EPiCCritic(nn.Module):
         return self.head(g)[:, 0], g
 
 
-class EPiCVelocity(nn.Module):
+class EPiCVelocity(_TimeVelocity):
     """EPiC-FM (Buhmann et al., arXiv:2310.00049): EPiC layers as the velocity field of
     conditional flow matching. The time enters as a cosine embedding appended to the
     particle inputs and given to every layer's global and local update (the paper feeds
@@ -122,17 +129,8 @@ class EPiCVelocity(nn.Module):
     (:mod:`hepgen.models.blocks.epic`)."""
 
     def __init__(self, l_dim=128, global_dim=16, hidden=128, num_blocks=6, time_dim=16, max_particles=150, **_):
-        super().__init__()
-        self.time = CosineTimeEmbedding(time_dim)
-        self.body = EPiCBody(FEATURES + time_dim, l_dim, global_dim, hidden, num_blocks, max_particles,
-                             cond_dim=time_dim)
-        self.beta = nn.Linear(l_dim, FEATURES)
-
-    def forward(self, t, x, mask, cond=None):
-        temb = self.time(t)
-        inp = torch.cat([x, temb[:, None].expand(-1, x.shape[1], -1)], -1)
-        h, _ = self.body(inp, mask, temb)
-        return self.beta(h) * mask[..., None]
+        super().__init__(EPiCBody(FEATURES + time_dim, l_dim, global_dim, hidden, num_blocks, max_particles,
+                                  cond_dim=time_dim), l_dim, time_dim)
 
 
 class TransformerGenerator(nn.Module):
