@@ -70,8 +70,10 @@ def calo(
     steps: int = typer.Option(None, "--steps", help="Override the models' default solver steps."),
     data: Path = typer.Option(Path("data/calo"), "--data", help="Folder for the cached reference samples."),
     out: Path = typer.Option(Path("bench-results"), "--out", help="Folder for calo_bench.md/.json."),
+    protocol: str = typer.Option("hepgen,calochallenge", "--protocol", help="Evaluation protocols, comma separated: hepgen (classifiers as above), calochallenge (the challenge's evaluate.py recipe, comparable with the published rows)."),
+    cc_classifier_epochs: int = typer.Option(50, "--cc-classifier-epochs", help="Epochs of each classifier run of the calochallenge protocol (batch 1000, lr 2e-4, as the challenge)."),
 ) -> None:
-    """AUC low/high, FPD/KPD, separation power, ms per shower at batch 1/100/10000, parameters, published rows."""
+    """AUC low/high, FPD/KPD under hepgen's and the CaloChallenge protocol, separation power, ms per shower at batch 1/100/10000, parameters, published rows."""
     from hepgen.bench.calo import bench_calo
     from hepgen.data.geometry import load_geometry
     from hepgen.errors import OptionError
@@ -81,6 +83,14 @@ def calo(
     load_geometry(geometry)
     if num_showers <= 0:
         raise OptionError(f"--num-showers must be positive, got {num_showers}")
+    if cc_classifier_epochs < 1:
+        raise OptionError(f"--cc-classifier-epochs must be positive, got {cc_classifier_epochs}")
+    protocols = tuple(p.strip() for p in protocol.split(",") if p.strip())
+    from hepgen.evaluate.calo import PROTOCOLS
+
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown or not protocols:
+        raise OptionError(f"--protocol: unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(PROTOCOLS)}")
     data.mkdir(parents=True, exist_ok=True)
     reference = data / f"{geometry}_bench_reference_{num_showers}.h5"
     floor = data / f"{geometry}_bench_floor_{num_showers}.h5"
@@ -90,7 +100,8 @@ def calo(
             generate_showers(geometry, num_showers, seed=seed, out=path)
     names = list(models) if models else [n for n in shipped_models() if n.endswith(f"/{geometry}")]
     bench_calo(names, reference, floor, out, out / "calo_work", classifier_epochs=classifier_epochs,
-               classifier_runs=classifier_runs, solver=solver, steps=steps, echo=typer.echo)
+               classifier_runs=classifier_runs, solver=solver, steps=steps, protocols=protocols,
+               calochallenge_epochs=cc_classifier_epochs, echo=typer.echo)
 
 
 @app.command("events")

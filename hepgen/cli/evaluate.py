@@ -39,15 +39,17 @@ def calo(
     gen: Path = typer.Option(..., "--gen", help="Generated showers (CaloChallenge-layout HDF5)."),
     out: Path = typer.Option(..., "--out", help="Report folder (metrics.json, report.html, plots)."),
     geometry: str = typer.Option(None, "--geometry", help="ds1-photons, ds1-pions, ds2, ds3, ild-photons or a binning XML file (default: from the files)."),
-    cut: float = typer.Option(0.0, "--cut", help="Set voxels below this energy (MeV) to 0 in both samples first."),
+    protocol: str = typer.Option("hepgen", "--protocol", help="hepgen (default) or calochallenge: the recipe of the CaloChallenge evaluate.py (1 MeV cut on DS1, 30 high-level features for DS1 photons, raw classifier inputs, best-accuracy epoch, isotonically calibrated AUC), for comparison with the published table."),
+    cut: float = typer.Option(None, "--cut", help="Set voxels below this energy (MeV) to 0 in both samples first (default: none for --protocol hepgen; the challenge's threshold for calochallenge: 1 MeV DS1, 15.15 keV DS2/DS3)."),
     classifier_epochs: int = typer.Option(50, "--classifier-epochs", help="Epochs per classifier run."),
     classifier_runs: int = typer.Option(3, "--classifier-runs", help="Classifier runs with different seeds (AUC = mean ± std); 0 skips the classifiers."),
     classifiers: str = typer.Option("low,high", "--classifiers", help="Comma-separated: low (voxels/E_inc), high (high-level features), low_normed (voxels/E_layer)."),
     flag_threshold: float = typer.Option(0.01, "--flag-threshold", help="Flag histograms whose separation power exceeds the statistical floor by more than this."),
-    hit_cut: float = typer.Option(0.1, "--hit-cut", help="Hit threshold (MeV) of the grid observables (ild-photons only)."),
+    hit_cut: float = typer.Option(None, "--hit-cut", help="Hit threshold (MeV) of the grid observables (grid geometries only; default: half a MIP of the cells, 0.1 ild-photons, 0.25 ild-pions)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the classifier splits/initialisation and the bootstraps."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Make the plots."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar over classifier epochs."),
+    stream: bool = typer.Option(True, "--stream/--in-memory", help="Read the files in chunks and train the voxel classifiers from scratch files beside --out (bounded memory, the default), or read both files whole (same numbers)."),
 ) -> None:
     """CaloChallenge evaluation: separation powers, classifier AUCs and weights, FPD/KPD, plots, HTML report."""
     from hepgen.evaluate.calo import evaluate_calo
@@ -55,7 +57,8 @@ def calo(
     kinds = tuple(k.strip() for k in classifiers.split(",") if k.strip())
     result = evaluate_calo(real, gen, out, geometry=geometry, cut=cut, classifier_epochs=classifier_epochs,
                            classifier_runs=classifier_runs, seed=seed, plots=plots, echo=typer.echo,
-                           flag_threshold=flag_threshold, hit_cut=hit_cut, classifiers=kinds, progress=progress)
+                           flag_threshold=flag_threshold, hit_cut=hit_cut, classifiers=kinds, progress=progress,
+                           protocol=protocol, stream=stream)
     typer.echo(f"report: {result.report}")
 
 

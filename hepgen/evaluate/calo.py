@@ -3,15 +3,45 @@
 The CaloChallenge evaluation (Krause et al., arXiv:2410.21611, and the challenge's
 ``evaluate.py``): separation powers of the high-level-feature histograms, low- and
 high-level classifier AUCs with the distribution of the classifier weights, FPD and KPD
-on the high-level features, average-shower images and, for the regular ILD-like grid, the
+on the high-level features, E_tot/E_inc per incident energy where the energies are
+discrete (DS1), average-shower images and, for the regular ILD-like grid, the
 observables of :mod:`hepgen.metrics.grid`. Both files must use the same geometry; their
 incident energies are used as given.
 
+Two protocols (``--protocol``; named in ``metrics.json`` under ``info.protocol`` and in
+the report):
+
+* ``hepgen`` (default): no voxel threshold unless ``--cut`` is given; the classic 14
+  high-level features for DS1 photons (log10 E_inc/GeV, log10 E_layer, centres and widths
+  in eta/phi of the angularly binned layers, :func:`~hepgen.metrics.calo.high_level_inputs`)
+  for the high-level classifier and FPD/KPD; classifier inputs standardised, the epoch of
+  the lowest validation loss, the AUC of the raw outputs; per-energy E_tot/E_inc
+  histograms binned on each energy's reference spread.
+* ``calochallenge``: the recipe of the challenge's 2024-25 ``evaluate.py``, to compare with
+  its published table: voxels below :data:`CALOCHALLENGE_CUT_MEV` set to 0 in both samples
+  (1 MeV for DS1); the 30-feature vector of DS1 photons
+  (:func:`~hepgen.metrics.calo.calochallenge_inputs`: log E_inc, log E_tot and per layer
+  energy, sparsity, centres and widths in r, and in eta/phi where binned in angle) for
+  the high-level classifier and FPD/KPD; raw classifier inputs (log10 E_inc/MeV,
+  voxels / E_inc), the epoch of the best validation accuracy, the AUC after isotonic
+  calibration on the validation split, reported on the test split
+  (:data:`PROTOCOL_CLASSIFIER`); E_tot/E_inc per energy with the challenge's bins.
+
+The separation powers of all other histograms use hepgen's binning in both protocols.
+
 ``metrics.json`` holds ``{"value": v, "error": e}`` for every metric (``auc_low``,
-``auc_high``, ``fpd``, ``kpd``, ``sep_<histogram>``, ...) plus three entries of another
-shape: ``flagged`` (the separation-power keys whose excess over the statistical floor is
-above the threshold, worst first), ``info`` (sample sizes, options, per-histogram floors)
-and ``timing_s`` (seconds per stage).
+``auc_high``, ``fpd``, ``kpd``, ``sep_<histogram>``, ``per_energy_sep_<E>MeV``, ...) plus
+three entries of another shape: ``flagged`` (the separation-power keys whose excess over
+the statistical floor is above the threshold, worst first), ``info`` (protocol, sample
+sizes, options, per-histogram floors) and ``timing_s`` (seconds per stage). The per-energy
+separations are kept out of ``flagged`` and ``separation_power_max``/``_mean`` (their
+own maximum is ``per_energy_sep_max``).
+
+Memory: by default (``stream=True``) each file is read once in chunks; features, the
+average shower and the grid observables are accumulated chunk by chunk, and the voxel
+classifiers read their batches from raw scratch files
+(:class:`~hepgen.metrics.calo.FileRows`), so the peak memory does not grow with the
+number of voxels x showers. The in-memory path (``stream=False``) gives the same numbers.
 
 As for the jets, the output folder is filled only after everything has been computed and
 drawn in a temporary sibling folder, so a failing run never leaves half a report or
@@ -26,30 +56,64 @@ import shutil
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from hepgen.data.calo import ShowerSample, read_showers
+from hepgen.data.calo import ShowerSample, iter_showers, read_showers, shower_file_info
 from hepgen.data.geometry import CaloGeometry
 from hepgen.errors import HepgenError, InputFileError, InvalidDataError, OptionError
 from hepgen.evaluate import Evaluation
 from hepgen.metrics.calo import (
+    ArrayRows,
     HighLevelFeatures,
+    RowFileWriter,
     Separation,
     apply_cut,
+    calochallenge_inputs,
+    calochallenge_names,
+    chunk_rows,
     classifier_auc,
     feature_edges,
     high_level_inputs,
+    high_level_names,
     histogram_separation,
     low_level_inputs,
+    per_energy_separations,
     physics_distances,
     separation_from_counts,
     separation_powers,
     spectrum_separation,
     weight_tails,
 )
+
+#: The evaluation protocols and what they do (stored in metrics.json and the report).
+PROTOCOLS = {
+    "hepgen": "no voxel threshold unless --cut, 14-style high-level features (log10 E_inc/GeV, "
+              "log10 E_layer, eta/phi centres and widths), standardised classifier inputs, epoch of lowest "
+              "validation loss, raw-output AUC",
+    "calochallenge": "the CaloChallenge evaluate.py recipe (2024-25): voxels below the challenge threshold set to 0, "
+                     "high-level vector of log E_inc, log E_tot and per layer energy, sparsity, r/eta/phi "
+                     "centres and widths (30 for DS1 photons), raw classifier inputs (log10 E_inc/MeV, "
+                     "voxels/E_inc), epoch of best validation accuracy, AUC after isotonic calibration on "
+                     "the validation split, E_tot/E_inc per energy with the challenge's bins",
+}
+#: Voxel threshold (MeV) of the calochallenge protocol when --cut is not given: 1 MeV for
+#: DS1 (measured side by side with the official evaluate.py), the datasets' read-out
+#: threshold 0.5 keV / 0.033 = 15.15 keV for DS2/DS3 (the challenge's ``min_energy``; not
+#: checked side by side); no threshold for geometries outside the challenge.
+CALOCHALLENGE_CUT_MEV = {"ds1-photons": 1.0, "ds1-pions": 1.0, "ds2": 0.5e-3 / 0.033, "ds3": 0.5e-3 / 0.033}
+#: Classifier recipe of each protocol (options of :func:`hepgen.metrics.calo.classifier_auc`,
+#: overridden by ``classifier_options``). The challenge trains in float64 (torch's default
+#: dtype there); float32 here unless ``dtype="float64"`` is asked for: the difference is
+#: rounding, at twice the CPU time.
+PROTOCOL_CLASSIFIER = {
+    "hepgen": {},
+    "calochallenge": {"standardise": False, "select": "accuracy", "calibrated_auc": True, "batch_size": 1000,
+                      "lr": 2e-4, "hidden": (512, 512, 512), "dropout": 0.0, "split": (0.6, 0.2, 0.2)},
+}
 
 CLASSIFIERS = ("low", "high", "low_normed")
 CLASSIFIER_TITLES = {"low": "low-level (voxels / E_inc)", "high": "high-level features",
@@ -82,6 +146,14 @@ def _load(path: Path, role: str, geometry) -> ShowerSample:
         raise type(exc)(f"--{role}: {exc}") from None
 
 
+def _info(path: Path, role: str, geometry) -> tuple[int, CaloGeometry]:
+    """Number of showers and geometry of a file, checked without reading the voxels."""
+    try:
+        return shower_file_info(path, geometry)
+    except HepgenError as exc:
+        raise type(exc)(f"--{role}: {exc}") from None
+
+
 def same_geometry(a: CaloGeometry, b: CaloGeometry) -> bool:
     return (a.kind, a.layers, a.grid_shape, a.cell_size) == (b.kind, b.layers, b.grid_shape, b.cell_size)
 
@@ -89,7 +161,7 @@ def same_geometry(a: CaloGeometry, b: CaloGeometry) -> bool:
 def _check_options(cut, classifier_epochs, classifier_runs, flag_threshold, hit_cut, classifiers):
     if cut < 0:
         raise OptionError(f"--cut must be >= 0 MeV, got {cut}")
-    if hit_cut < 0:
+    if hit_cut is not None and hit_cut < 0:
         raise OptionError(f"--hit-cut must be >= 0 MeV, got {hit_cut}")
     if classifier_epochs < 1:
         raise OptionError(f"--classifier-epochs must be positive, got {classifier_epochs}")
@@ -126,8 +198,12 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         if key in metrics:
             rows.append((label, fmt.format(metrics[key]["value"], metrics[key]["error"])))
 
+    info = metrics.get("info", {})
+    if "protocol" in info:
+        rows.append(("protocol", f"{info['protocol']}: {info.get('protocol_description', '')}"))
+    calibrated = any(f"auc_{kind}_uncalibrated" in metrics for kind in CLASSIFIERS)
     for kind in CLASSIFIERS:
-        add(f"AUC {CLASSIFIER_TITLES[kind]}", f"auc_{kind}")
+        add(f"AUC {CLASSIFIER_TITLES[kind]}" + (" (calibrated)" if calibrated else ""), f"auc_{kind}")
     for kind in CLASSIFIERS:
         if f"w_frac_lt_0.1_{kind}" in metrics:
             lo, hi = metrics[f"w_frac_lt_0.1_{kind}"]["value"], metrics[f"w_frac_gt_10_{kind}"]["value"]
@@ -139,7 +215,10 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         worst = max(seps, key=seps.get)
         rows.append(("separation power max", f"{seps[worst]:.4f} ({worst[4:]})"))
         add("separation power mean", "separation_power_mean", "{:.4f}")
-        info = metrics["info"]
+        if info.get("per_energy_max_key") in metrics:
+            key = info["per_energy_max_key"]
+            rows.append((f"E_tot/E_inc per energy: max of {len(info['per_energy'])}",
+                         f"{metrics[key]['value']:.4f} (at {key[len('per_energy_sep_'):]})"))
         flagged = metrics["flagged"]
         rows.append((f"flagged (> floor + {info['flag_threshold']:g})",
                      f"{len(flagged)} of {len(seps)}"
@@ -236,8 +315,9 @@ def separation_plot(sep: Separation, path, xlabel, labels, logx=False, logy=Fals
                            logy=logy, vlines=vlines, title=title)
 
 
-def layer_grid_plot(seps: dict[int, Separation], path, title, xlabel, labels, logx=False, ncols=9) -> Path:
-    """One small histogram + ratio panel per layer (keyed by layer id), sep. power in each."""
+def layer_grid_plot(seps: dict, path, title, xlabel, labels, logx=False, ncols=9, panel="layer {}") -> Path:
+    """One small histogram + ratio panel per layer (keyed by layer id; ``panel`` formats the
+    key in the panel title), sep. power in each."""
     plt = _plt()
     import matplotlib
 
@@ -262,7 +342,7 @@ def layer_grid_plot(seps: dict[int, Separation], path, title, xlabel, labels, lo
             y1, e1 = _normalised(s.counts_real)
             y2, e2 = _normalised(s.counts_gen)
             _draw_ratio_pair(ax, axr, s.edges, y1, e1, y2, e2, labels, logx=logx, legend=(i == 0), small=True)
-            ax.set_title(f"layer {layer}: {s.value:.3f}", fontsize=7, pad=2)
+            ax.set_title(f"{panel.format(layer)}: {s.value:.3f}", fontsize=7, pad=2)
             ax.yaxis.set_major_locator(NullLocator())
             axr.yaxis.set_major_locator(MaxNLocator(2))
             for a in (ax, axr):
@@ -391,20 +471,116 @@ def _timed(timing: dict, key: str):
         timing[key] = round(timing.get(key, 0.0) + time.perf_counter() - t0, 3)
 
 
+def _file_chunks(path: Path, role: str, geo: CaloGeometry, cut: float, step: int) -> Iterator[tuple]:
+    """(incident energies (n,) float64, showers (n, voxels) float32 with the cut applied) of
+    a file, ``step`` showers at a time (one chunk in memory); content errors name the role."""
+    try:
+        for chunk in iter_showers(path, geo, chunk_size=step):
+            yield chunk.incident_energies[:, 0].astype(np.float64), apply_cut(chunk.showers, cut)
+    except HepgenError as exc:
+        raise type(exc)(f"--{role}: {exc}") from None
+
+
+def _memory_chunks(sample: ShowerSample, cut: float, step: int) -> Iterator[tuple]:
+    """The same chunks from a sample in memory."""
+    showers = apply_cut(sample.showers, cut)
+    e_inc = sample.incident_energies[:, 0].astype(np.float64)
+    for lo in range(0, len(sample), step):
+        yield e_inc[lo:lo + step], showers[lo:lo + step]
+
+
+@dataclass
+class _Scan:
+    """What one pass over a sample gives: features, the average shower, the grid
+    observables (grid geometries) and the classifier input rows by classifier kind."""
+
+    features: HighLevelFeatures
+    mean_shower: np.ndarray
+    grid: object | None
+    rows: dict
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def _merge_grid(parts: list):
+    """One :class:`~hepgen.metrics.grid.GridObservables` from those of consecutive chunks."""
+    from hepgen.metrics.calo import LogSpectrum
+    from hepgen.metrics.grid import GridObservables
+
+    spectrum = LogSpectrum()
+    for g in parts:
+        spectrum.counts += g.hit_spectrum.counts
+        spectrum.zeros += g.hit_spectrum.zeros
+    arrays = {k: np.concatenate([getattr(g, k) for g in parts])
+              for k in ("e_inc", "n_hits", "e_vis", "cog_x", "cog_y", "cog_z", "longitudinal", "radial")}
+    return GridObservables(hit_cut=parts[0].hit_cut, radial_edges=parts[0].radial_edges, hit_spectrum=spectrum,
+                           **arrays)
+
+
+def _scan(chunks: Iterable, geo: CaloGeometry, row_specs: dict, scratch: Path | None, tag: str,
+          hit_cut: float | None) -> _Scan:
+    """One pass over the chunks of a sample. ``row_specs``: {kind: (normed, energy_unit,
+    dtype)} of the voxel classifiers; their input rows go to a raw file in ``scratch``
+    (:class:`~hepgen.metrics.calo.FileRows`) or, without scratch, into memory."""
+    total = np.zeros(geo.num_voxels)
+    grid_parts: list = []
+    sinks = {}
+    for kind, (normed, unit, dtype) in row_specs.items():
+        width = 1 + geo.num_voxels + (geo.num_layers if normed else 0)
+        sinks[kind] = RowFileWriter(scratch / f"{tag}_{kind}.rows", width, dtype) if scratch is not None else []
+
+    def tap():
+        for e_inc, showers in chunks:
+            np.add(total, showers.sum(0, dtype=np.float64), out=total)
+            if geo.kind == "grid":
+                from hepgen.metrics.grid import grid_observables
+
+                grid_parts.append(grid_observables((e_inc, showers), geo, hit_cut=hit_cut))
+            for kind, (normed, unit, dtype) in row_specs.items():
+                x = low_level_inputs((e_inc, showers), geo, normed=normed, energy_unit=unit, dtype=dtype)
+                if scratch is not None:
+                    sinks[kind].write(x)
+                else:
+                    sinks[kind].append(x)
+            yield e_inc, showers
+
+    try:
+        features = HighLevelFeatures.from_chunks(tap(), geo)
+    except BaseException:
+        for sink in sinks.values():
+            if isinstance(sink, RowFileWriter):
+                sink.finish().close()
+        raise
+    rows = {kind: sink.finish() if isinstance(sink, RowFileWriter) else ArrayRows(np.concatenate(sink))
+            for kind, sink in sinks.items()}
+    n = max(len(features), 1)
+    return _Scan(features, total / n, _merge_grid(grid_parts) if grid_parts else None, rows)
+
+
+def protocol_cut(protocol: str, geometry: CaloGeometry) -> float:
+    """The voxel threshold (MeV) a protocol applies when ``--cut`` is not given."""
+    if protocol == "calochallenge":
+        return CALOCHALLENGE_CUT_MEV.get(geometry.name, 0.0)
+    return 0.0
+
+
 def evaluate_calo(
     real_path: str | os.PathLike,
     gen_path: str | os.PathLike,
     out_dir: str | os.PathLike,
     geometry: str | CaloGeometry | None = None,
-    cut: float = 0.0,
+    cut: float | None = None,
     classifier_epochs: int = 50,
     classifier_runs: int = 3,
     seed: int = 0,
     plots: bool = True,
     echo=print,
     *,
+    protocol: str = "hepgen",
+    stream: bool = True,
     flag_threshold: float = 0.01,
-    hit_cut: float = 0.1,
+    hit_cut: float | None = None,
     classifiers: Sequence[str] = ("low", "high"),
     classifier_options: dict | None = None,
     device=None,
@@ -413,69 +589,189 @@ def evaluate_calo(
 ) -> CaloEvaluation:
     """Compare generated with reference showers and write the report folder ``out_dir``.
 
-    ``cut`` (MeV) zeroes smaller voxel energies of both samples before everything;
-    ``hit_cut`` is the hit threshold of the grid observables (grid geometries only);
-    ``classifiers`` picks among ``low``, ``high``, ``low_normed`` (``classifier_runs=0``
-    skips them); ``classifier_options`` go to :func:`hepgen.metrics.calo.classifier_auc`
-    (``hidden``, ``dropout``, ``lr``, ``batch_size``, ...). A separation power is flagged
+    ``protocol``: ``"hepgen"`` (default) or ``"calochallenge"`` (see the module docstring
+    and :data:`PROTOCOLS`). ``cut`` (MeV) zeroes smaller voxel energies of both samples
+    before everything (default: none for hepgen's protocol, :data:`CALOCHALLENGE_CUT_MEV`
+    for the challenge's); ``hit_cut`` is the hit threshold of the grid observables (grid
+    geometries only; default: half a MIP of the geometry's cells,
+    :data:`hepgen.metrics.grid.HIT_CUTS`); ``classifiers`` picks among ``low``, ``high``, ``low_normed``
+    (``classifier_runs=0`` skips them); ``classifier_options`` go to
+    :func:`hepgen.metrics.calo.classifier_auc` on top of the protocol's recipe (``hidden``,
+    ``dropout``, ``lr``, ``batch_size``, ``dtype``, ...). A separation power is flagged
     when it exceeds the value expected from the sample sizes alone by more than
     ``flag_threshold``.
+
+    ``stream`` (default): the files are read chunk by chunk, once, and the voxel
+    classifiers read their input rows batch by batch from raw scratch files beside
+    ``out_dir`` (removed at the end; about (N_ref + N_gen) x voxels x 4 bytes of disk), so
+    the memory needed is that of the per-shower features and a few chunks, whatever the
+    number of voxels. ``stream=False`` reads both files whole; both give the same numbers.
     """
     timing: dict[str, float] = {}
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     classifiers = tuple(dict.fromkeys(classifiers))
-    _check_options(cut, classifier_epochs, classifier_runs, flag_threshold, hit_cut, classifiers)
+    if protocol not in PROTOCOLS:
+        raise OptionError(f"--protocol: unknown {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    _check_options(0.0 if cut is None else cut, classifier_epochs, classifier_runs, flag_threshold, hit_cut,
+                   classifiers)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputFileError(f"--out: {out_dir} exists and is not a folder")
     if not out_dir.parent.exists():
         raise InputFileError(f"--out: parent folder {out_dir.parent} does not exist")
     with _timed(timing, "read"):
-        real = _load(Path(real_path), "real", geometry)
-        gen = _load(Path(gen_path), "gen", geometry)
-        if not same_geometry(real.geometry, gen.geometry):
+        n_real, geo = _info(Path(real_path), "real", geometry)
+        n_gen, geo_gen = _info(Path(gen_path), "gen", geometry)
+        if not same_geometry(geo, geo_gen):
             raise InvalidDataError(
-                f"--gen: geometry {gen.geometry.name} ({gen.geometry.num_voxels} voxels) differs from --real's "
-                f"{real.geometry.name} ({real.geometry.num_voxels} voxels); compare showers of the same geometry")
-    geo = real.geometry
-    n_cls = min(len(real), len(gen))
+                f"--gen: geometry {geo_gen.name} ({geo_gen.num_voxels} voxels) differs from --real's "
+                f"{geo.name} ({geo.num_voxels} voxels); compare showers of the same geometry")
+    n_cls = min(n_real, n_gen)
     if classifier_runs and classifiers and n_cls < 10:
         raise InvalidDataError(f"the classifier test needs at least 10 showers per sample, got {n_cls}; "
                                "use --classifier-runs 0 to skip it")
-    if min(len(real), len(gen)) < 4:
-        raise InvalidDataError(f"need at least 4 showers per sample, got {len(real)} and {len(gen)}")
-    if cut > 0:
-        real = ShowerSample(real.incident_energies, apply_cut(real.showers, cut), geo, real.source)
-        gen = ShowerSample(gen.incident_energies, apply_cut(gen.showers, cut), geo, gen.source)
+    if n_cls < 4:
+        raise InvalidDataError(f"need at least 4 showers per sample, got {n_real} and {n_gen}")
+    cut = protocol_cut(protocol, geo) if cut is None else float(cut)
+    run_classifiers = bool(classifier_runs and classifiers)
+    recipe = {**PROTOCOL_CLASSIFIER[protocol], **(classifier_options or {})}
+    dtype = recipe.get("dtype", "float32")
+    energy_unit = 1.0 if protocol == "calochallenge" else 1e3
+    row_specs = {kind: (kind == "low_normed", energy_unit, dtype)
+                 for kind in classifiers if run_classifiers and kind != "high"}
 
-    echo(f"{geo.describe()}; {len(real)} reference and {len(gen)} generated showers"
+    echo(f"{geo.describe()}; {n_real} reference and {n_gen} generated showers; protocol {protocol}"
          + (f", voxels below {cut:g} MeV set to 0" if cut > 0 else ""))
-    with _timed(timing, "features"):
-        f_real, f_gen = HighLevelFeatures(real), HighLevelFeatures(gen)
+    step = chunk_rows(geo.num_voxels)
+    scratch = None
+    scans: dict[str, _Scan] = {}
+    try:
+        if stream and row_specs:
+            scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.rows.", dir=out_dir.parent))
+        with _timed(timing, "features"):
+            for role, path in (("real", real_path), ("gen", gen_path)):
+                if stream:
+                    chunks = _file_chunks(Path(path), role, geo, cut, step)
+                else:
+                    with _timed(timing, "read"):
+                        sample = _load(Path(path), role, geo)
+                    chunks = _memory_chunks(sample, cut, step)
+                scans[role] = _scan(chunks, geo, row_specs, scratch, role, hit_cut)
+                chunks = sample = None
+        metrics, seps, per_energy, cls_results, grid = _compute(
+            scans["real"], scans["gen"], geo, protocol, recipe, classifiers if run_classifiers else (),
+            classifier_epochs, classifier_runs, seed, device, progress, timing, echo)
+    finally:
+        for scan in scans.values():
+            for rows in scan.rows.values():
+                rows.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    f_real, f_gen = scans["real"].features, scans["gen"].features
+
+    sep_metrics = {f"sep_{k}": _mv(s.value, s.error) for k, s in seps.items()}
+    excess = {f"sep_{k}": s.value - s.floor for k, s in seps.items()}
+    flagged = sorted((k for k, v in excess.items() if v > flag_threshold), key=lambda k: -excess[k])
+    values = np.array([s.value for s in seps.values()])
+    worst = max(seps, key=lambda k: seps[k].value)
+    metrics["separation_power_max"] = _mv(seps[worst].value, seps[worst].error)
+    metrics["separation_power_mean"] = _mv(values.mean(), values.std() / np.sqrt(len(values)))
+    metrics.update(sep_metrics)
+    for energy, s in per_energy.items():
+        metrics[f"per_energy_sep_{energy:.0f}MeV"] = _mv(s.value, s.error)
+    if per_energy:
+        e_worst = max(per_energy, key=lambda e: per_energy[e].value)
+        metrics["per_energy_sep_max"] = _mv(per_energy[e_worst].value, per_energy[e_worst].error)
+    metrics["flagged"] = flagged
+    cls_info = {k: v for k, v in recipe.items() if k != "device"}
+    if isinstance(cls_info.get("hidden"), tuple):
+        cls_info["hidden"] = list(cls_info["hidden"])
+    metrics["info"] = {
+        "protocol": protocol, "protocol_description": PROTOCOLS[protocol],
+        "geometry": geo.name, "n_real": n_real, "n_gen": n_gen, "cut_mev": cut,
+        "hit_cut_mev": grid[0].hit_cut if grid is not None else hit_cut,
+        "stream": bool(stream), "flag_threshold": flag_threshold, "separation_power_max_key": f"sep_{worst}",
+        "high_level_features": _high_level_names(f_real, protocol),
+        "classifier": {"epochs": classifier_epochs, "runs": classifier_runs, "kinds": list(cls_results),
+                       "best_epochs": {k: r.best_epochs for k, r in cls_results.items()}, **cls_info},
+        "separation_power_floor": {f"sep_{k}": round(s.floor, 6) for k, s in seps.items()},
+        "per_energy": {f"{e:.0f}": {"n_real": int(s.counts_real.sum()), "n_gen": int(s.counts_gen.sum()),
+                                    "floor": round(s.floor, 6)} for e, s in per_energy.items()},
+        "per_energy_max_key": f"per_energy_sep_{e_worst:.0f}MeV" if per_energy else None,
+    }
+
+    title = (f"Calorimeter showers: {Path(gen_path).name} vs {Path(real_path).name} ({geo.name}), "
+             f"protocol {protocol}")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        sections = []
+        if plots:
+            with _timed(timing, "plots"):
+                sections = _make_plots(tmp, f_real, f_gen, seps, per_energy, cls_results, grid,
+                                       scans["real"].mean_shower, scans["gen"].mean_shower, geo, labels, protocol)
+        timing["total"] = round(time.perf_counter() - t_start, 3)
+        metrics["timing_s"] = timing
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        from hepgen.report.html import render_report
+
+        summary = summary_rows(metrics)
+        sep_rows = sorted(((k, v["value"], v["error"], metrics["info"]["separation_power_floor"][k], k in flagged)
+                           for k, v in sep_metrics.items()), key=lambda r: -(r[1] - r[3]))
+        render_report(
+            tmp / "report.html", template="calo.html", title=title, real=str(real_path), gen=str(gen_path),
+            n_real=n_real, n_gen=n_gen, geometry=geo.describe(), cut=cut, summary=summary,
+            flagged=flagged, threshold=flag_threshold, sep_rows=sep_rows,
+            other=[(k, v) for k, v in metrics.items() if isinstance(v, dict) and set(v) == {"value", "error"}
+                   and not k.startswith("sep_")],
+            timing=timing, sections=sections,
+        )
+        out_dir.mkdir(exist_ok=True)
+        for item in tmp.iterdir():
+            os.replace(item, out_dir / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    echo(format_table(metrics, title))
+    return CaloEvaluation(metrics, out_dir)
+
+
+def _high_level_names(features: HighLevelFeatures, protocol: str) -> list[str]:
+    return calochallenge_names(features) if protocol == "calochallenge" else high_level_names(features)
+
+
+def high_level_vector(features: HighLevelFeatures, protocol: str) -> np.ndarray:
+    """The high-level feature vector of a protocol (high-level classifier and FPD/KPD)."""
+    return calochallenge_inputs(features) if protocol == "calochallenge" else high_level_inputs(features)
+
+
+def _compute(real: _Scan, gen: _Scan, geo: CaloGeometry, protocol: str, recipe: dict, classifiers, epochs: int,
+             runs: int, seed: int, device, progress: bool, timing: dict, echo):
+    """Separation powers, FPD/KPD, classifiers and grid observables of two scans."""
+    f_real, f_gen = real.features, gen.features
     with _timed(timing, "separation"):
         seps = separation_powers(f_real, f_gen, seed=seed)
-    hl_real, hl_gen = high_level_inputs(f_real), high_level_inputs(f_gen)
+        per_energy = per_energy_separations(f_real, f_gen, protocol=protocol, seed=seed + 2)
+    hl_real, hl_gen = high_level_vector(f_real, protocol), high_level_vector(f_gen, protocol)
     with _timed(timing, "fpd_kpd"):
         distances = physics_distances(hl_real, hl_gen, seed=seed)
 
     metrics: dict = {}
     cls_results = {}
-    if classifier_runs and classifiers:
-        opts = {"epochs": classifier_epochs, "runs": classifier_runs, "seed": seed, "device": device,
-                "progress": progress, **(classifier_options or {})}
+    if classifiers:
+        opts = {"epochs": epochs, "runs": runs, "seed": seed, "device": device, "progress": progress, **recipe}
         for kind in classifiers:
             with _timed(timing, f"classifier_{kind}"):
                 if kind == "high":
                     x_real, x_gen = hl_real, hl_gen
                 else:
-                    x_real = low_level_inputs(real, normed=kind == "low_normed")
-                    x_gen = low_level_inputs(gen, normed=kind == "low_normed")
-                echo(f"training the {CLASSIFIER_TITLES[kind]} classifier ({classifier_runs} run(s) x "
-                     f"{classifier_epochs} epochs) ...")
+                    x_real, x_gen = real.rows[kind], gen.rows[kind]
+                echo(f"training the {CLASSIFIER_TITLES[kind]} classifier ({runs} run(s) x {epochs} epochs) ...")
                 res = classifier_auc(x_real, x_gen, desc=f"classifier {kind}", **opts)
                 del x_real, x_gen
             cls_results[kind] = res
             metrics[f"auc_{kind}"] = _mv(res.value, res.error)
+        if recipe.get("calibrated_auc"):
+            for kind, res in cls_results.items():
+                metrics[f"auc_{kind}_uncalibrated"] = _mv(np.mean(res.raw_aucs), np.std(res.raw_aucs))
         for kind, res in cls_results.items():
             metrics[f"jsd_{kind}"] = _mv(np.mean(res.jsds), np.std(res.jsds))
         for kind, res in cls_results.items():
@@ -485,12 +781,13 @@ def evaluate_calo(
 
     grid = None
     if geo.kind == "grid":
-        from hepgen.metrics.grid import correlation_matrix, grid_observables, mu90_sigma90
+        from hepgen.metrics.grid import correlation_matrix, mu90_sigma90
 
         with _timed(timing, "grid"):
-            grid = (grid_observables(real, hit_cut=hit_cut), grid_observables(gen, hit_cut=hit_cut))
+            grid = (real.grid, gen.grid)
             rng = np.random.default_rng(seed + 1)
             g_real, g_gen = grid
+            hit_cut = g_real.hit_cut
             grid_seps = {"grid_hit_energy": spectrum_separation(g_real.hit_spectrum, g_gen.hit_spectrum,
                                                                 lo=max(hit_cut, 1e-6), rng=rng)}
             for name, values in g_real.scalars().items():
@@ -517,55 +814,7 @@ def evaluate_calo(
             c_real = correlation_matrix(g_real.correlation_inputs())
             c_gen = correlation_matrix(g_gen.correlation_inputs())
             metrics["grid_corr_max_abs_diff"] = _mv(np.abs(c_gen - c_real).max())
-
-    sep_metrics = {f"sep_{k}": _mv(s.value, s.error) for k, s in seps.items()}
-    excess = {f"sep_{k}": s.value - s.floor for k, s in seps.items()}
-    flagged = sorted((k for k, v in excess.items() if v > flag_threshold), key=lambda k: -excess[k])
-    values = np.array([s.value for s in seps.values()])
-    worst = max(seps, key=lambda k: seps[k].value)
-    metrics["separation_power_max"] = _mv(seps[worst].value, seps[worst].error)
-    metrics["separation_power_mean"] = _mv(values.mean(), values.std() / np.sqrt(len(values)))
-    metrics.update(sep_metrics)
-    metrics["flagged"] = flagged
-    metrics["info"] = {
-        "geometry": geo.name, "n_real": len(real), "n_gen": len(gen), "cut_mev": cut, "hit_cut_mev": hit_cut,
-        "flag_threshold": flag_threshold, "separation_power_max_key": f"sep_{worst}",
-        "classifier": {"epochs": classifier_epochs, "runs": classifier_runs, "kinds": list(cls_results),
-                       "best_epochs": {k: r.best_epochs for k, r in cls_results.items()},
-                       **{k: v for k, v in (classifier_options or {}).items() if k != "device"}},
-        "separation_power_floor": {f"sep_{k}": round(s.floor, 6) for k, s in seps.items()},
-    }
-
-    title = f"Calorimeter showers: {Path(gen_path).name} vs {Path(real_path).name} ({geo.name})"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        sections = []
-        if plots:
-            with _timed(timing, "plots"):
-                sections = _make_plots(tmp, f_real, f_gen, seps, cls_results, grid, real, gen, geo, labels)
-        timing["total"] = round(time.perf_counter() - t_start, 3)
-        metrics["timing_s"] = timing
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-        from hepgen.report.html import render_report
-
-        summary = summary_rows(metrics)
-        sep_rows = sorted(((k, v["value"], v["error"], metrics["info"]["separation_power_floor"][k], k in flagged)
-                           for k, v in sep_metrics.items()), key=lambda r: -(r[1] - r[3]))
-        render_report(
-            tmp / "report.html", template="calo.html", title=title, real=str(real_path), gen=str(gen_path),
-            n_real=len(real), n_gen=len(gen), geometry=geo.describe(), cut=cut, summary=summary,
-            flagged=flagged, threshold=flag_threshold, sep_rows=sep_rows,
-            other=[(k, v) for k, v in metrics.items() if isinstance(v, dict) and set(v) == {"value", "error"}
-                   and not k.startswith("sep_")],
-            timing=timing, sections=sections,
-        )
-        out_dir.mkdir(exist_ok=True)
-        for item in tmp.iterdir():
-            os.replace(item, out_dir / item.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    echo(format_table(metrics, title))
-    return CaloEvaluation(metrics, out_dir)
+    return metrics, seps, per_energy, cls_results, grid
 
 
 def separation_power_weighted(w_real: np.ndarray, w_gen: np.ndarray, edges: np.ndarray) -> Separation:
@@ -578,9 +827,14 @@ def separation_power_weighted(w_real: np.ndarray, w_gen: np.ndarray, edges: np.n
     return s
 
 
+def _energy_label(energy: float) -> str:
+    return f"{energy:.0f} MeV" if energy < 1e3 else (f"{energy / 1e3:.3g} GeV" if energy < 1e6
+                                                      else f"{energy / 1e6:.3g} TeV")
+
+
 def _make_plots(folder: Path, f_real: HighLevelFeatures, f_gen: HighLevelFeatures, seps: dict[str, Separation],
-                cls_results: dict, grid, real: ShowerSample, gen: ShowerSample, geo: CaloGeometry,
-                labels) -> list[dict]:
+                per_energy: dict[float, Separation], cls_results: dict, grid, mean_real: np.ndarray,
+                mean_gen: np.ndarray, geo: CaloGeometry, labels, protocol: str = "hepgen") -> list[dict]:
     """Draw every figure into ``folder``; returns report sections [{title, figures}]."""
     from hepgen.report.plots import comparison_plot
 
@@ -610,6 +864,16 @@ def _make_plots(folder: Path, f_real: HighLevelFeatures, f_gen: HighLevelFeature
     step_ratio_plot(f_real.r_edges, m_real, m_gen, folder / "profile_radial.png", "voxel radius [mm]",
                     "mean energy [MeV]", e_real, e_gen, labels, logy=True)
     figs.append({"file": "profile_radial.png", "caption": "radial profile: mean energy per radial bin"})
+
+    if per_energy:
+        figs = section("E_tot / E_inc per incident energy")
+        layer_grid_plot({_energy_label(e): s for e, s in per_energy.items()}, folder / "e_ratio_per_energy.png",
+                        "E_tot / E_inc per incident energy", r"$E_{tot} / E_{inc}$", labels, ncols=5, panel="{}")
+        binning = ("the challenge's bins (showers outside are dropped)" if protocol == "calochallenge"
+                   else "bins over each energy's reference spread, under-/overflow included")
+        figs.append({"file": "e_ratio_per_energy.png", "wide": True,
+                     "caption": f"E_tot / E_inc at each incident energy ({binning}; panel title: incident energy, "
+                                f"separation power)"})
 
     figs = section("Per layer")
     for name in ("e_layer", "center_x", "center_y", "width_x", "width_y", "sparsity"):
@@ -651,8 +915,7 @@ def _make_plots(folder: Path, f_real: HighLevelFeatures, f_gen: HighLevelFeature
                                     f"(raw outputs; values beyond ±3 in the edge bins)"})
 
     figs = section("Average shower")
-    average_shower_plot(real.showers.mean(0, dtype=np.float64), gen.showers.mean(0, dtype=np.float64), geo,
-                        folder / "average_shower.png", labels)
+    average_shower_plot(mean_real, mean_gen, geo, folder / "average_shower.png", labels)
     figs.append({"file": "average_shower.png", "caption": "average shower per layer", "wide": True})
 
     if grid is not None:
