@@ -1178,37 +1178,8 @@ def fpd(real_features, gen_features, min_samples: int = 20_000, max_samples: int
     f = np.shape(real_features)[1]
     chunk = max(1, min(4096, MOMENT_VALUES // max(f * (f + 1) // 2, 1)))
     with _single_blas_thread():
-        if chunk == 4096:
-            return jets.fpd(real_features, gen_features, min_samples, max_samples, num_batches, num_points,
-                            normalise, seed, distance=frechet_distance_psd)
-        return _fpd_chunked(real_features, gen_features, min_samples, max_samples, num_batches, num_points,
-                            normalise, seed, chunk)
-
-
-def _fpd_chunked(real_features, gen_features, min_samples, max_samples, num_batches, num_points, normalise,
-                 seed, chunk):
-    """:func:`hepgen.metrics.jets.fpd` (the same draws in the same order) with the bootstrap
-    moments summed over ``chunk`` rows at a time."""
-    from scipy.optimize import curve_fit
-
-    x, y = np.asarray(real_features, np.float64), np.asarray(gen_features, np.float64)
-    if normalise:
-        x, y = jets._normalise(x, y)
-    batches = (1 / np.linspace(1.0 / min_samples, 1.0 / max_samples, num_points)).astype("int32")
-    rng = np.random.default_rng(seed)
-    draws_x, draws_y = [], []
-    for size in batches:
-        for _ in range(num_batches):
-            draws_x.append(rng.choice(len(x), size=size))
-            draws_y.append(rng.choice(len(y), size=size))
-    center = x.mean(0)
-    mu1, sigma1 = jets._bootstrap_moments(x, draws_x, center, chunk=chunk)
-    mu2, sigma2 = jets._bootstrap_moments(y, draws_y, center, chunk=chunk)
-    points = np.array([frechet_distance_psd(mu1[k], sigma1[k], mu2[k], sigma2[k]) for k in range(len(draws_x))])
-    vals = points.reshape(num_points, num_batches).mean(axis=1)
-    params, covs = curve_fit(lambda n_inv, a, b: a + b * n_inv, 1 / batches, vals,
-                             bounds=([0, 0], [np.inf, np.inf]))
-    return float(params[0]), float(np.sqrt(np.diag(covs)[0]))
+        return jets.fpd(real_features, gen_features, min_samples, max_samples, num_batches, num_points,
+                        normalise, seed, distance=frechet_distance_psd, chunk=chunk)
 
 
 def _single_blas_thread():

@@ -264,12 +264,14 @@ def fpd(
     normalise: bool = True,
     seed: int = 42,
     distance=None,
+    chunk: int = 4096,
 ):
     """Frechet physics distance extrapolated to infinite sample size: (value, error).
 
     ``distance(mu1, sigma1, mu2, sigma2)`` is the per-batch Frechet distance
     (default :func:`frechet_distance`, jetnet's). The draws are jetnet's (same generator,
-    same order); their means and covariances come from :func:`_bootstrap_moments`."""
+    same order); their means and covariances come from :func:`_bootstrap_moments`, which
+    sums ``chunk`` rows at a time (smaller chunks bound the memory of long feature vectors)."""
     distance = distance or frechet_distance
     x, y = np.asarray(real_features, np.float64), np.asarray(gen_features, np.float64)
     if normalise:
@@ -282,8 +284,8 @@ def fpd(
             draws_x.append(rng.choice(len(x), size=size))
             draws_y.append(rng.choice(len(y), size=size))
     center = x.mean(0)
-    mu1, sigma1 = _bootstrap_moments(x, draws_x, center)
-    mu2, sigma2 = _bootstrap_moments(y, draws_y, center)
+    mu1, sigma1 = _bootstrap_moments(x, draws_x, center, chunk=chunk)
+    mu2, sigma2 = _bootstrap_moments(y, draws_y, center, chunk=chunk)
     points = np.array([distance(mu1[k], sigma1[k], mu2[k], sigma2[k]) for k in range(len(draws_x))])
     vals = points.reshape(num_points, num_batches).mean(axis=1)
     params, covs = curve_fit(
