@@ -164,9 +164,9 @@ class JetSelection(Callback):
     def write_history(self) -> None:
         if not self.history:
             return
-        keys = list(self.history[0])
+        keys = list(dict.fromkeys(k for row in self.history for k in row))  # rows of older versions lack some
         with open(self.out / "selection.csv", "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer = csv.DictWriter(fh, fieldnames=keys, restval="")
             writer.writeheader()
             writer.writerows(self.history)
         from hepgen.report.plots import learning_curve
