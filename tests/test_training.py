@@ -123,6 +123,11 @@ def test_resume_after_a_kill_equals_the_uninterrupted_run(model, network, fixtur
     rows = [[{k: v for k, v in r.items() if k != "hours"} for r in csv.DictReader(open(run / "selection.csv"))]
             for run in (whole, resumed)]
     assert rows[0] == rows[1]
+    from hepgen.training.resume import logged_rows
+
+    # the losses of the killed session are kept beside the resumed one's
+    assert (resumed / "logs" / "metrics.part-1.csv").exists()
+    assert {r["epoch"] for r in logged_rows(resumed / "logs") if r.get("epoch")} >= {"0", "1"}
     assert (whole / "learning_curve.png").exists()
 
 

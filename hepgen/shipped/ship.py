@@ -8,7 +8,6 @@ weights.pt) and ``card.yaml``: what the model is, what it was trained on, for ho
 
 from __future__ import annotations
 
-import csv
 import shutil
 from pathlib import Path
 
@@ -16,7 +15,9 @@ import yaml
 
 
 def _epochs(run: Path) -> int:
-    rows = [r for r in csv.DictReader(open(run / "logs" / "metrics.csv")) if r.get("epoch")]
+    from hepgen.training.resume import logged_rows
+
+    rows = [r for r in logged_rows(run / "logs") if r.get("epoch")]
     return max(int(r["epoch"]) for r in rows) + 1 if rows else 0
 
 

@@ -8,7 +8,7 @@ from lightning import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from hepgen.training.resume import resume_callbacks
+from hepgen.training.resume import keep_logs, resume_callbacks
 
 
 def fit_stage(module, data, out: Path, stage: str, max_epochs: int, max_time: float | None, resume: bool,
@@ -34,5 +34,7 @@ def fit_stage(module, data, out: Path, stage: str, max_epochs: int, max_time: fl
         log_every_n_steps=10 if is_module else max(1, min(10, len(data))), num_sanity_val_steps=0,
         use_distributed_sampler=not is_module,
     )
+    if resume and ckpt.exists():
+        keep_logs(out / "logs" / stage)
     trainer.fit(module, **({"datamodule": data} if is_module else {"train_dataloaders": data}),
                 ckpt_path=str(ckpt) if resume and ckpt.exists() else None)

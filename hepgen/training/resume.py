@@ -67,6 +67,33 @@ class EpochTimeLimit(Callback):
             trainer.should_stop = True
 
 
+def keep_logs(folder) -> None:
+    """Before a resumed fit: move ``folder/metrics.csv`` to ``metrics.part-K.csv`` (K = 1, 2,
+    ...), since Lightning's CSV logger starts that file afresh and would drop the losses of
+    earlier sessions. Readers of the learning curve read the parts in order."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    current = folder / "metrics.csv"
+    if current.exists():
+        k = 1 + len(list(folder.glob("metrics.part-*.csv")))
+        current.rename(folder / f"metrics.part-{k}.csv")
+
+
+def logged_rows(folder) -> list[dict]:
+    """All rows of the CSV logs in ``folder``: the parts of earlier sessions, then the current file."""
+    import csv
+    from pathlib import Path
+
+    folder = Path(folder)
+    parts = sorted(folder.glob("metrics.part-*.csv"), key=lambda p: int(p.stem.split("-")[-1]))
+    rows = []
+    for path in [*parts, folder / "metrics.csv"]:
+        if path.exists():
+            rows += list(csv.DictReader(open(path)))
+    return rows
+
+
 def resume_callbacks(max_time: float | None) -> list[Callback]:
     """The callbacks every hepgen trainer adds for exact resumption and ``--max-time``."""
     return [RNGState(), EpochTimeLimit(max_time)]

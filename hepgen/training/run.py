@@ -40,7 +40,7 @@ from hepgen.models.conditions import PchipQuantileSampler
 from hepgen.models.multiplicity import MultiplicityKDE
 from hepgen.training.data import JetDataModule
 from hepgen.training.modules import make_module
-from hepgen.training.resume import resume_callbacks
+from hepgen.training.resume import keep_logs, resume_callbacks
 from hepgen.training.selection import JetSelection
 from hepgen.transforms import JetPreprocessor
 
@@ -187,6 +187,8 @@ def train_jet_model(
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
     )
+    if resume:
+        keep_logs(out / "logs")
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(out / "checkpoints" / "last.ckpt") if resume else None)
     if not (out / JetSurrogate.WEIGHTS).exists():  # stopped before the first selection
         torch.save(module.sampling_network().state_dict(), out / JetSurrogate.WEIGHTS)
