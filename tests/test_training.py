@@ -125,6 +125,13 @@ def test_resume_after_a_kill_equals_the_uninterrupted_run(model, network, fixtur
     assert rows[0] == rows[1]
     from hepgen.training.resume import logged_rows
 
+    # a resume that trains no further keeps the selected weights (it used to delete them
+    # and save the last network instead)
+    import os
+
+    stamp = os.stat(resumed / "weights.pt").st_mtime_ns
+    _train(model, fixture_dir, tmp_path / "killed", network, resume=True)
+    assert os.stat(resumed / "weights.pt").st_mtime_ns == stamp
     # the losses of the killed session are kept beside the resumed one's
     assert (resumed / "logs" / "metrics.part-1.csv").exists()
     assert {r["epoch"] for r in logged_rows(resumed / "logs") if r.get("epoch")} >= {"0", "1"}

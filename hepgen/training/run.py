@@ -160,8 +160,9 @@ def train_jet_model(
     sampling_net = module.sampling_network()
     surrogate = JetSurrogate(cfg, copy.deepcopy(sampling_net), pre, mult, mass_sampler)
     out.mkdir(parents=True, exist_ok=True)
-    surrogate.save(out)
-    (out / JetSurrogate.WEIGHTS).unlink()  # written by the selection only
+    if not resume:  # a resumed run keeps the weights its selection chose so far
+        surrogate.save(out)
+        (out / JetSurrogate.WEIGHTS).unlink()  # written by the selection only
 
     datamodule = JetDataModule(scaled, sample.mask, *extras, batch_size=int(training.get("batch_size", 256)),
                                seed=seed, trim=family != "nf")
