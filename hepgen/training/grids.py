@@ -33,7 +33,7 @@ from hepgen.models.assemblies.grids import GridSurrogate, build_grid_networks, g
 from hepgen.models.blocks.gan import gradient_penalty
 from hepgen.training.ema import warm_ema
 from hepgen.training.fit import fit_stage
-from hepgen.training.modules import TrainingModule, _split_training
+from hepgen.training.modules import TrainingModule, schedule_options
 from hepgen.training.run import check_run_options
 
 
@@ -47,7 +47,7 @@ class GridGANModule(TrainingModule):
     def __init__(self, networks: dict, loss: str = "bce", lr: float = 1e-4, lr_gen: float = 1e-4, betas=(0.5, 0.999),
                  critic_steps: int = 1, gp_weight: float = 10.0, kappa: float = 0.0, ema_decay: float | None = 0.999,
                  **training):
-        super().__init__(_split_training(training))
+        super().__init__(schedule_options(training))
         if loss not in ("bce", "wgan-gp"):
             raise OptionError(f"unknown grid GAN loss {loss!r}; choose bce or wgan-gp")
         self.automatic_optimization = False
@@ -106,7 +106,7 @@ class BIBAEModule(TrainingModule):
                  lr: float = 1e-4, betas=(0.5, 0.9), kld: float = 0.05, mmd: float = 100.0, latent_adv: float = 1.0,
                  adv: float = 1.0, gp_weight: float = 10.0, mmd_windows=(100, 50), mmd_alpha: float = 200.0,
                  **training):
-        super().__init__(_split_training(training))
+        super().__init__(schedule_options(training))
         self.automatic_optimization = False
         self.bibae, self.critic, self.latent_critic = networks["bibae"], networks["critic"], networks["latent_critic"]
         self.epochs, self.pp_epochs, self.pp_mse_epochs = int(epochs), int(pp_epochs), int(pp_mse_epochs)

@@ -25,7 +25,7 @@ from hepgen.models.multiplicity import MultiplicityKDE
 from hepgen.training.data import JetDataModule
 from hepgen.training.ema import warm_ema
 from hepgen.training.fit import fit_stage
-from hepgen.training.modules import TrainingModule, _split_training
+from hepgen.training.modules import TrainingModule, schedule_options
 from hepgen.training.run import check_run_options
 from hepgen.transforms.hits import HitTransform
 
@@ -35,7 +35,7 @@ class DiffusionModule(TrainingModule):
 
     def __init__(self, net, diffusion: Diffusion, lr: float = 1e-3, weight_decay: float = 0.0,
                  ema_decay: float | None = 0.999, **training):
-        super().__init__(_split_training(training))
+        super().__init__(schedule_options(training))
         self.net, self.diffusion, self.lr, self.weight_decay = net, diffusion, lr, weight_decay
         self.ema = warm_ema(net, ema_decay)
 

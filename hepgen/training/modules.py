@@ -69,7 +69,8 @@ class TrainingModule(LightningModule):
             self.ema.update_parameters(self.sampled())
 
 
-def _split_training(kwargs: dict) -> dict:
+def schedule_options(kwargs: dict) -> dict:
+    """The schedule keys of a training section (what :class:`TrainingModule` reads)."""
     return {k: kwargs[k] for k in SCHEDULE_KEYS if k in kwargs}
 
 
@@ -91,7 +92,7 @@ class GANModule(TrainingModule):
         ema_decay: float | None = 0.999,
         **training,
     ):
-        super().__init__(_split_training(training))
+        super().__init__(schedule_options(training))
         if loss not in GAN_LOSSES:
             raise OptionError(f"unknown GAN loss {loss!r}; choose from {', '.join(GAN_LOSSES)}")
         self.automatic_optimization = False
@@ -171,7 +172,7 @@ class FlowMatchingModule(TrainingModule):
         ema_decay: float | None = 0.999,
         **training,
     ):
-        super().__init__(_split_training(training))
+        super().__init__(schedule_options(training))
         self.velocity = velocity
         self.ema = warm_ema(velocity, ema_decay)
         self.fm = FlowMatching(ot=ot)
@@ -199,7 +200,7 @@ class NLLModule(TrainingModule):
     logged loss is the NLL per dimension."""
 
     def __init__(self, flow: torch.nn.Module, lr: float = 1e-4, weight_decay: float = 0.0, **training):
-        super().__init__(_split_training(training))
+        super().__init__(schedule_options(training))
         self.flow, self.lr, self.weight_decay = flow, lr, weight_decay
 
     def sampled(self):
@@ -227,7 +228,7 @@ class FlowNLLModule(TrainingModule):
     def __init__(self, flow: torch.nn.Module, lr: float = 1e-4, betas=(0.9, 0.999), weight_decay: float = 0.01,
                  mass_weight: float = 0.0, mass_mean: float = 0.0, mass_std: float = 1.0, inverse_scaler=None,
                  pad_std: float = 1e-4, **training):
-        super().__init__(_split_training(training))
+        super().__init__(schedule_options(training))
         self.flow = flow
         self.lr, self.betas, self.weight_decay = lr, tuple(betas), weight_decay
         self.mass_weight, self.mass_mean, self.mass_std = mass_weight, mass_mean, mass_std
