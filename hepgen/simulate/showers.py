@@ -24,14 +24,28 @@ Grindhammer & Peters, hep-ex/0001020):
   p = p1 exp((p2 - tau)/p3 - exp((p2 - tau)/p3)) evaluated at tau = t/T of each layer
   (the paper's Z- and E-dependent coefficients), plus a 5 % event-by-event scale
   fluctuation of both radii;
-* energy spots: the charged-particle crossings of each active layer. Their number is
-  Poisson with mean (visible energy)/(mean crossing energy), so the sampling
-  fluctuations follow from the counting; each crossing deposits a Landau-like
-  (Moyal) energy around the MIP value, a fraction are soft (exponential) deposits.
-  Above a cap per layer, crossings are merged into spots carrying several of them
-  (a gamma distribution with the same mean and variance), which keeps the cost bounded
-  at 1 TeV without changing the layer energies' fluctuations; spots are placed at a
-  radius drawn from the radial profile and a uniform azimuth, then binned.
+* energy deposits in the active layers, of two kinds. *MIP crossings* of charged tracks:
+  a Landau distribution (``scipy.stats.landau``, cut at its 99.5 % quantile where delta
+  electrons escape a thin layer) of relative FWHM ``landau_fwhm`` (0.30 for 0.3 mm Si,
+  Bichsel, Rev. Mod. Phys. 60 (1988) 663: w/Delta_p ~ 0.3 at 300 um), stretched by the path
+  length 1/cos(theta) of a track crossing at an angle (cos(theta) uniform in [0.5, 1]: the
+  broad angular spread of shower electrons; GFlash itself has no angles). *Soft deposits*:
+  dN/dE ~ 1/E from half the recorded minimum up to the MIP value, the electrons that stop
+  in, or Compton electrons that start in, the active layer; they carry ``soft_share``
+  (20 %) of the visible energy, spread further out (half the core fraction), and give the
+  continuum below the MIP peak that Geant4 showers have (the share is a choice: about a
+  fifth of DS2 hits below 1 MeV; no Geant4 spectrum is at hand to fit it).
+  The number of each kind per (shower, layer) is Poisson, so sampling fluctuations follow
+  from the counting. Up to ``spot_cap`` deposits per (shower, layer) are placed one by one
+  around the shower axis; beyond it the counts per voxel are drawn at once (multinomial
+  with the voxels' exact probabilities under the radial profile, a voxel's energy the sum
+  of its deposits), which samples the same distribution at bounded cost, so the spectrum
+  has no step in E_inc (the earlier version merged crossings above 2000 per layer, and
+  the MIP peak vanished abruptly near 70 GeV);
+* the shower axis jitters: from the shower's start it is offset and tilted at random
+  (Gaussian, 0.1 R_M and 0.02 R_M per X0 at 1 GeV, falling like 1/sqrt(E)), as the first
+  few particles set the direction of the core; the widths are a choice of the same order
+  as the per-layer centre spread of Geant4 showers, not a fit.
 
 Charged pions (DS1 pions): the pion travels as a MIP to an exponentially distributed
 first interaction (one nuclear interaction length lambda); there the energy splits into
@@ -40,8 +54,8 @@ NIM A338 (1994) 336) with a beta-distributed event-by-event spread, showering as
 and a hadronic rest with a gamma profile in lambda (shape 1.5 + 0.25 ln E, maximum at
 0.2 + 0.1 ln E lambda), a wider core+tail radial profile and response h/e = 0.75.
 *Neglected*: hadronic sub-showers' own EM parts, the particle composition, nuclear
-binding fluctuations beyond the f_em spread, delayed neutrons, the sampling-calorimeter
-corrections of GFlash (F_S, e/mip terms) and the transverse shower-axis jitter.
+binding fluctuations beyond the f_em spread, delayed neutrons and the sampling-calorimeter
+corrections of GFlash (F_S, e/mip terms).
 
 ILD pions (``ild-pions``, seed 001 ch. 7): the same pion model in the AHCAL
 (48 x 17.2 mm steel + 3 mm scintillator, 3 x 3 cm tiles on a 25 x 25 x 48 grid, no ECAL
@@ -107,10 +121,12 @@ class Detector:
     threshold: float              # MeV, minimum recorded voxel energy
     energies: str                 # "ds1" | "log-uniform" | "uniform"
     energy_range: tuple[float, float]  # MeV
-    spot_cap: int = 2000          # spots per (shower, layer) before crossings are merged
+    spot_cap: int = 1024          # deposits per (shower, layer) placed one by one; above, voxel counts are multinomial
     hadronic_radii: tuple[float, float, float] = (60.0, 250.0, 0.6)  # R_C, R_T (mm), core fraction
-    soft_fraction: float = 0.3
-    landau_width: float = 0.1
+    soft_share: float = 0.2       # share of the visible energy in soft (sub-MIP) deposits
+    landau_fwhm: float = 0.3      # FWHM / MPV of one perpendicular crossing
+    cos_min: float = 0.5          # track angles: cos(theta) uniform in [cos_min, 1]
+    axis_jitter: tuple[float, float] = (0.1, 0.02)  # axis offset, tilt per X0: x R_M / sqrt(E / GeV)
     particle: str = "electron"
     min_hits: int = 0             # keep only showers with this many cells above hit_cut (ILD pions)
     hit_cut: float = 0.0          # MeV
@@ -142,7 +158,7 @@ def _ild() -> Detector:
     return Detector("ILD-like SiW ECAL (20 x 2.1 mm + 10 x 4.2 mm W, 0.5 mm Si, 5.08 mm cells)", segs, z=74.0,
                     critical_energy=7.97, moliere_radius=18.0, crossing_mpv=0.16, calibrated=False,
                     calibration=1.0, threshold=0.0, energies="uniform", energy_range=(10e3, 100e3),
-                    spot_cap=4000, particle="photon")
+                    landau_fwhm=0.27, particle="photon")
 
 
 def _ahcal() -> Detector:
@@ -157,7 +173,7 @@ def _ahcal() -> Detector:
     return Detector("ILD AHCAL-like steel/scintillator (48 x 17.2 mm Fe + 3 mm scintillator, 30 mm tiles)", segs,
                     z=26.0, critical_energy=21.0, moliere_radius=24.0, crossing_mpv=0.5, calibrated=False,
                     calibration=1.0, threshold=0.0, energies="uniform", energy_range=(10e3, 100e3),
-                    spot_cap=3000, hadronic_radii=(45.0, 200.0, 0.6), landau_width=0.15, particle="pion",
+                    hadronic_radii=(45.0, 200.0, 0.6), landau_fwhm=0.35, particle="pion",
                     min_hits=70, hit_cut=0.25)
 
 
@@ -175,7 +191,7 @@ def _atlas(particle: str) -> Detector:
     return Detector(f"ATLAS-like barrel (CaloChallenge DS1 {particle}s): LAr/Pb EM + Fe/scintillator tiles",
                     tuple(segs), z=60.0, critical_energy=pb, moliere_radius=40.0, crossing_mpv=6.0,
                     calibrated=False, calibration=1.0, threshold=2e-3, energies="ds1",
-                    energy_range=(256.0, 256.0 * 2 ** 14), spot_cap=3000, landau_width=0.3,
+                    energy_range=(256.0, 256.0 * 2 ** 14), landau_fwhm=0.3,
                     particle="photon" if particle == "photon" else "pion")
 
 
@@ -184,18 +200,53 @@ DETECTORS = {"ds1-photons": _atlas("photon"), "ds1-pions": _atlas("pion"), "ds2"
 
 
 @lru_cache(maxsize=None)
-def _crossing_moments(width: float, soft: float) -> tuple[float, float]:
-    """Mean and variance of one crossing's energy in units of the MIP MPV (fixed-seed estimate)."""
-    e = _crossing_energies(np.random.default_rng(12345), 400_000, width, soft)
-    return float(e.mean()), float(e.var())
+def _landau_table() -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Quantile table of the Landau distribution (``scipy.stats.landau``) for fast
+    inverse-CDF sampling, cut at its 99.5 % quantile (delta electrons that carry more
+    energy leave a thin active layer), with the most probable value and the FWHM of
+    scipy's parametrisation (measured on its pdf, so no convention is assumed)."""
+    from scipy.stats import landau
+
+    u = np.linspace(0.0, 0.995, 8001)
+    u[0] = 1e-9
+    x = np.linspace(-4.0, 12.0, 160_001)
+    pdf = landau.pdf(x)
+    above = x[pdf > 0.5 * pdf.max()]
+    return u, landau.ppf(u), float(x[np.argmax(pdf)]), float(above.max() - above.min())
 
 
-def _crossing_energies(rng: np.random.Generator, n: int, width: float, soft: float) -> np.ndarray:
-    """Energies of single crossings in units of the MPV: Moyal (Landau-like) or soft."""
-    chi2 = np.maximum(rng.chisquare(1.0, n), 1e-12)
-    landau = np.clip(1.0 + width * (-np.log(chi2)), 0.3, 30.0)
-    soft_e = rng.exponential(0.25, n)
-    return np.where(rng.random(n) < soft, soft_e, landau)
+def _mip_energies(rng: np.random.Generator, n: int, fwhm: float, cos_min: float) -> np.ndarray:
+    """Energies of charged-track crossings in units of the perpendicular MPV: a Landau
+    distribution of relative FWHM ``fwhm`` with its peak at 1, times the path length
+    1/cos(theta) of a track at an angle with cos(theta) uniform in [cos_min, 1]."""
+    u, q, mode, width = _landau_table()
+    lam = np.interp(rng.random(n) * u[-1], u, q)
+    path = 1.0 / rng.uniform(cos_min, 1.0, n)
+    return path * np.maximum(1.0 + fwhm / width * (lam - mode), 0.05)
+
+
+def _soft_energies(rng: np.random.Generator, n: int, lowest: float) -> np.ndarray:
+    """Soft deposits in units of the MPV: dN/dE ~ 1/E between ``lowest`` and the MPV
+    (electrons that stop in, or Compton electrons that start in, the active layer)."""
+    return np.exp(rng.uniform(np.log(lowest), 0.0, n))
+
+
+def _soft_lowest(det: Detector) -> float:
+    """Lower end of the soft spectrum (units of the MPV): half the recorded minimum in
+    visible energy, or 1 % of the MPV where nothing is cut."""
+    if det.threshold <= 0:
+        return 0.01
+    return 0.5 * det.threshold / det.calibration / det.crossing_mpv
+
+
+@lru_cache(maxsize=None)
+def _moments(det: Detector) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(mean, variance) of one MIP crossing and of one soft deposit in MPV units (fixed-seed
+    estimates from 400k draws, so a run's showers do not depend on anything else)."""
+    rng = np.random.default_rng(12345)
+    mip = _mip_energies(rng, 400_000, det.landau_fwhm, det.cos_min)
+    soft = _soft_energies(rng, 400_000, _soft_lowest(det))
+    return (float(mip.mean()), float(mip.var())), (float(soft.mean()), float(soft.var()))
 
 
 def incident_energies(detector: Detector, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -285,7 +336,8 @@ def _x0_of_lambda(det: Detector, lam: np.ndarray) -> np.ndarray:
     return np.interp(lam, lam_edges, x0_edges, right=x0_edges[-1] + 1e3)
 
 
-def _pion_components(det: Detector, energy: np.ndarray, rng: np.random.Generator) -> list[_Component]:
+def _pion_components(det: Detector, energy: np.ndarray, rng: np.random.Generator) -> tuple[list[_Component], np.ndarray]:
+    """The pion's EM, hadronic and MIP parts, and the depth (X0) of its first interaction."""
     b = len(energy)
     start_lam = rng.exponential(1.0, b)
     start_x0 = _x0_of_lambda(det, start_lam)
@@ -312,74 +364,216 @@ def _pion_components(det: Detector, energy: np.ndarray, rng: np.random.Generator
     crossed = np.clip(np.minimum(x0_back[None, :], start_x0[:, None]) - x0_front[None, :], 0, None)
     mip_seg = crossed * np.array([s.critical_energy * s.visible for s in det.segments])[None, :]
     mip = _Component(_to_readout(mip_seg, readout_x0, det.num_readout), 2.0 * ones, 10.0 * ones, 1.0 * ones)
-    return [em, had, mip]
+    return [em, had, mip], start_x0
 
 
-def _voxelise(det: Detector, geometry: CaloGeometry, components: list[_Component], rng: np.random.Generator) -> np.ndarray:
-    """Sample the spots of all components and bin them: (B, voxels) stored energies."""
+def _shower_axis(det: Detector, energy: np.ndarray, start_x0: np.ndarray, rng: np.random.Generator):
+    """Transverse position (mm) of the shower axis in each read-out layer, (B, L) for x and y.
+
+    The first interactions set the direction of the shower's core: from its start the axis
+    is displaced by a random offset and tilted by a random angle, both Gaussian with widths
+    ``axis_jitter`` x R_M / sqrt(E / GeV) (offset; tilt per X0), shrinking like the
+    fluctuations of the first few particles. Before the start (a pion's MIP track, a photon
+    before it converts) the particle follows the nominal axis."""
+    front, back, readout = _layer_bounds(det, "x0")
+    depth = _to_readout(0.5 * (front + back)[None, :], readout, det.num_readout, mean=True)[0]
+    after = np.clip(depth[None, :] - start_x0[:, None], 0.0, None)
+    scale = det.moliere_radius / np.sqrt(np.maximum(energy, 1.0) / 1e3)
+    j0, j1 = det.axis_jitter
+    axes = []
+    for _ in range(2):
+        offset, tilt = rng.standard_normal(len(energy)) * j0 * scale, rng.standard_normal(len(energy)) * j1 * scale
+        axes.append(np.where(after > 0, offset[:, None] + tilt[:, None] * after, 0.0))
+    return axes[0], axes[1]
+
+
+@lru_cache(maxsize=None)
+def _layer_tables(geometry: CaloGeometry):
+    """Per read-out layer: first voxel, number of voxels, and for a polar geometry the
+    radial edges (padded), the radial bin of each local voxel (-1 beyond the layer) and the
+    number of angular bins; plus the largest layer's number of voxels."""
+    bounds = geometry.layer_boundaries
+    first, sizes = bounds[:-1], np.diff(bounds)
+    width = int(sizes.max())
+    if geometry.kind == "grid":
+        return first, sizes, width, None, None, None
+    layers = [lay for lay in geometry.layers if lay.num_voxels]
+    n_edges = max(len(lay.r_edges) for lay in layers)
+    edges = np.array([list(lay.r_edges) + [lay.r_edges[-1]] * (n_edges - len(lay.r_edges)) for lay in layers])
+    r_bin = np.full((len(layers), width), -1)
+    for k, lay in enumerate(layers):
+        r_bin[k, :lay.num_voxels] = np.tile(np.arange(lay.n_r), lay.n_alpha)
+    return first, sizes, width, edges, r_bin, np.array([lay.n_alpha for lay in layers])
+
+
+def _rectangle_cdf(x: np.ndarray, y: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """P(X < x, Y < y) for the 2-D density R^2 / (pi (x^2 + y^2 + R^2)^2) whose radial
+    distribution is the GFlash profile 2 r R^2 / (r^2 + R^2)^2 (derived by integrating the
+    density; checked against numerical quadrature in the tests)."""
+    a, b = np.sqrt(radius ** 2 + y ** 2), np.sqrt(radius ** 2 + x ** 2)
+    return (0.25 + x / (4 * b) + y / (4 * a) + x / (2 * np.pi * b) * np.arctan(y / b)
+            + y / (2 * np.pi * a) * np.arctan(x / a))
+
+
+def _ray_mass(r: np.ndarray, s: np.ndarray, c2: np.ndarray, radius2: np.ndarray) -> np.ndarray:
+    """Antiderivative in r of the profile density times r along a ray from the origin:
+    with v = r - s (s the axis's projection on the ray, c^2 = t^2 + R^2, t its distance
+    from the ray), R^2 / pi * [ -1 / (2 (v^2 + c^2)) + s (v / (2 c^2 (v^2 + c^2)) + arctan(v / c) / (2 c^3)) ]."""
+    v = r - s
+    q = v ** 2 + c2
+    c = np.sqrt(c2)
+    return radius2 / np.pi * (-0.5 / q + s * (v / (2 * c2 * q) + np.arctan(v / c) / (2 * c2 * c)))
+
+
+def _profile_probabilities(geometry: CaloGeometry, layer: np.ndarray, ax: np.ndarray, ay: np.ndarray,
+                           radius: np.ndarray) -> np.ndarray:
+    """Probability of each voxel of ``layer`` (local order, padded) and of leaving the read-out
+    (last column) for the 2-D profile R^2 / (pi (|x - a|^2 + R^2)^2) of ``radius`` R (mm)
+    around the axis a = (ax, ay), shape (m, width + 1). The radial distribution of this
+    density is the GFlash profile 2 r R^2 / (r^2 + R^2)^2.
+
+    Grids: exact, from the density's rectangle CDF (:func:`_rectangle_cdf`). Polar layers:
+    the radial integral along each ray from the origin is closed-form (:func:`_ray_mass`),
+    the angular one Gauss-Legendre per angular bin; exact for a centred axis."""
+    first, sizes, width, edges, r_bin, n_alpha = _layer_tables(geometry)
+    m = len(layer)
+    p = np.zeros((m, width + 1))
+    if geometry.kind == "grid":
+        _, nx, ny = geometry.grid_shape
+        c = geometry.cell_size
+        xe = (np.arange(nx + 1) - nx / 2) * c
+        ye = (np.arange(ny + 1) - ny / 2) * c
+        cdf = _rectangle_cdf(xe[None, :, None] - ax[:, None, None], ye[None, None, :] - ay[:, None, None],
+                             radius[:, None, None])
+        cells = cdf[:, 1:, 1:] - cdf[:, :-1, 1:] - cdf[:, 1:, :-1] + cdf[:, :-1, :-1]
+        p[:, :width] = np.clip(cells.reshape(m, -1), 0.0, None)
+    else:
+        for k in np.unique(layer):
+            rows = np.flatnonzero(layer == k)
+            na, nr = int(n_alpha[k]), int(sizes[k]) // int(n_alpha[k])
+            nodes, weights = np.polynomial.legendre.leggauss(max(8, 64 // na))
+            step = 2 * np.pi / na
+            alpha = (-np.pi + step * (np.arange(na)[:, None] + 0.5 * (nodes[None, :] + 1))).ravel()
+            s = ax[rows, None] * np.cos(alpha) + ay[rows, None] * np.sin(alpha)          # (m, A)
+            c2 = np.maximum(ax[rows, None] ** 2 + ay[rows, None] ** 2 - s ** 2, 0.0) + radius[rows, None] ** 2
+            e = edges[k, :nr + 1]
+            h = _ray_mass(e[None, None, :], s[..., None], c2[..., None], radius[rows, None, None] ** 2)
+            ring = np.diff(h, axis=2).reshape(len(rows), na, len(nodes), nr)
+            cell = np.einsum("manr,n->mar", ring, weights) * (step / 2)
+            p[rows, :na * nr] = np.clip(cell.reshape(len(rows), -1), 0.0, None)
+    p[:, width] = np.clip(1.0 - p[:, :width].sum(1), 0.0, None)
+    return p / p.sum(1, keepdims=True)
+
+
+def _voxelise(det: Detector, geometry: CaloGeometry, components: list[_Component], axis, rng: np.random.Generator,
+              block: int = 1024) -> np.ndarray:
+    """Deposit every component's energy as MIP crossings and soft deposits and bin them into
+    voxels: (B, voxels) stored energies.
+
+    The number of each kind per (shower, layer) is Poisson, with means that split the
+    visible energy into the soft share and the MIP rest. Where a (shower, layer) has at most
+    ``spot_cap`` deposits each one is placed at a radius drawn from the radial profile and a
+    uniform azimuth around the shower axis. Above, the counts per voxel are drawn at once,
+    multinomial with the voxels' probabilities under the profile
+    (:func:`_profile_probabilities`), and a voxel's energy is the sum of its deposits
+    (single draws up to 16 deposits, beyond a gamma with the same mean and variance). Both
+    branches sample the same distribution, so nothing changes where a layer crosses the cap.
+    """
     b, n_layers = components[0].visible.shape
     nv = geometry.num_voxels
-    mean_c, var_c = _crossing_moments(det.landau_width, det.soft_fraction)
-    mpv = det.crossing_mpv
+    (m_mip, v_mip), (m_soft, v_soft) = _moments(det)
+    mpv, lowest = det.crossing_mpv, _soft_lowest(det)
+    draw = (lambda k: _mip_energies(rng, k, det.landau_fwhm, det.cos_min),
+            lambda k: _soft_energies(rng, k, lowest))
+    moments = ((m_mip, v_mip), (m_soft, v_soft))
+    first, sizes, width = _layer_tables(geometry)[:3]
+    ax, ay = axis[0].ravel(), axis[1].ravel()
     out = np.zeros(b * nv)
+
+    def add(rows, voxel, energy):
+        ok = voxel >= 0
+        out[:] += np.bincount((rows[ok] // n_layers) * nv + voxel[ok], weights=energy[ok], minlength=b * nv)
+
     for comp in components:
-        vis = comp.visible.ravel()
-        n_cross = rng.poisson(np.maximum(vis, 0) / (mean_c * mpv))
-        merge = np.maximum(1, np.ceil(n_cross / det.spot_cap)).astype(np.int64)
-        n_spots = np.ceil(n_cross / merge).astype(np.int64)
-        total = int(n_spots.sum())
-        if total == 0:
-            continue
-        group = np.repeat(np.arange(b * n_layers), n_spots)
-        m = merge[group]
-        single = m == 1
-        energy = np.empty(total)
-        energy[single] = _crossing_energies(rng, int(single.sum()), det.landau_width, det.soft_fraction)
-        k = ~single
-        if k.any():  # sum of m crossings ~ gamma with the same mean and variance
-            mm = m[k].astype(float)
-            shape = mm * mean_c ** 2 / var_c
-            energy[k] = rng.gamma(shape, var_c / mean_c)
-        energy *= mpv
-        core = rng.random(total) < comp.p_core.ravel()[group]
-        radius = np.where(core, comp.r_core.ravel()[group], comp.r_tail.ravel()[group])
-        u = rng.random(total)
-        r = radius * np.sqrt(u / np.maximum(1.0 - u, 1e-12))
-        phi = rng.uniform(-np.pi, np.pi, total)
-        layer = group % n_layers
-        idx = geometry.voxel_index(layer, r * np.cos(phi), r * np.sin(phi))
-        ok = idx >= 0
-        shower = group // n_layers
-        out += np.bincount(shower[ok] * nv + idx[ok], weights=energy[ok], minlength=b * nv)
+        vis = np.maximum(comp.visible.ravel(), 0.0)
+        counts = (rng.poisson((1.0 - det.soft_share) * vis / (m_mip * mpv)),
+                  rng.poisson(det.soft_share * vis / (m_soft * mpv)))
+        p_core = comp.p_core.ravel()
+        core_share = (p_core, 0.5 * p_core)  # soft deposits (photons) spread further out
+        r_core, r_tail = comp.r_core.ravel(), comp.r_tail.ravel()
+        small = counts[0] + counts[1] <= det.spot_cap
+        # -- one by one -----------------------------------------------------------------
+        for kind in (0, 1):
+            n = np.where(small, counts[kind], 0)
+            rows = np.repeat(np.arange(b * n_layers), n)
+            if not len(rows):
+                continue
+            energy = draw[kind](len(rows)) * mpv
+            core = rng.random(len(rows)) < core_share[kind][rows]
+            u = rng.random(len(rows))
+            r = np.where(core, r_core[rows], r_tail[rows]) * np.sqrt(u / np.maximum(1.0 - u, 1e-12))
+            phi = rng.uniform(-np.pi, np.pi, len(rows))
+            add(rows, geometry.voxel_index(rows % n_layers, ax[rows] + r * np.cos(phi), ay[rows] + r * np.sin(phi)),
+                energy)
+        # -- voxel counts at once ----------------------------------------------------------
+        big = np.flatnonzero(~small)
+        for lo in range(0, len(big), block):
+            rows = big[lo:lo + block]
+            layer = rows % n_layers
+            core, tail = (_profile_probabilities(geometry, layer, ax[rows], ay[rows], radius[rows])
+                          for radius in (r_core, r_tail))
+            voxel = first[layer][:, None] + np.arange(width)[None, :]
+            voxel = np.where(np.arange(width)[None, :] < sizes[layer][:, None], voxel, -1)
+            for kind in (0, 1):
+                share = core_share[kind][rows, None]
+                c = rng.multinomial(counts[kind][rows], share * core + (1.0 - share) * tail)[:, :width]
+                few = (c > 0) & (c <= 16)
+                reps = c[few]
+                energy = draw[kind](int(reps.sum())) * mpv
+                add(np.repeat(np.broadcast_to(rows[:, None], c.shape)[few], reps), np.repeat(voxel[few], reps), energy)
+                many = c > 16
+                if many.any():
+                    mean, var = moments[kind]
+                    energy = rng.gamma(c[many] * mean ** 2 / var, var / mean) * mpv
+                    add(np.broadcast_to(rows[:, None], c.shape)[many], voxel[many], energy)
     showers = out.reshape(b, nv) * det.calibration
     showers[showers < det.threshold] = 0.0
     return showers
 
 
-def simulate_chunk(geometry_name: str, n: int, seed: int, progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` showers with seed ``seed``: (incident energies (n,), showers (n, voxels)) in MeV."""
+def simulate_chunk(geometry_name: str, n: int, seed: int, progress=None,
+                   energies: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` showers with seed ``seed``: (incident energies (n,), showers (n, voxels)) in MeV.
+
+    ``energies`` fixes the incident energies (MeV, length ``n``) instead of drawing them
+    from the dataset's spectrum (scans at fixed energy)."""
     det = DETECTORS[geometry_name]
     geometry = load_geometry(geometry_name)
     rng = np.random.default_rng(seed)
-    energies, parts, kept = [], [], 0
+    if energies is not None and len(energies) != n:
+        raise OptionError(f"energies: {len(energies)} values for {n} showers")
+    parts_e, parts, kept = [], [], 0
     while kept < n:  # with min_hits: redraw until n showers pass (pions that do not shower)
         k = n - kept if not det.min_hits else max(8, int(1.1 * (n - kept)))
-        energy = incident_energies(det, k, rng)
+        if energies is None:
+            energy = incident_energies(det, k, rng)
+        else:
+            energy = np.resize(np.asarray(energies, dtype=float)[kept:], k)
         if det.particle == "pion":
-            components = _pion_components(det, energy, rng)
+            components, start = _pion_components(det, energy, rng)
         else:
             start = rng.exponential(9.0 / 7.0, k) if det.particle == "photon" else np.zeros(k)
             components = [_em_component(det, energy, start, rng)]
-        showers = _voxelise(det, geometry, components, rng)
+        showers = _voxelise(det, geometry, components, _shower_axis(det, energy, start, rng), rng)
         if det.min_hits:
             keep = (showers > det.hit_cut).sum(1) >= det.min_hits
             energy, showers = energy[keep], showers[keep]
-        energies.append(energy[: n - kept])
+        parts_e.append(energy[: n - kept])
         parts.append(showers[: n - kept])
-        kept += len(energies[-1])
+        kept += len(parts_e[-1])
     if progress is not None:
         progress(n)
-    return np.concatenate(energies).astype(np.float32), np.concatenate(parts).astype(np.float32)
+    return np.concatenate(parts_e).astype(np.float32), np.concatenate(parts).astype(np.float32)
 
 
 def default_chunk(geometry: CaloGeometry) -> int:
