@@ -112,6 +112,9 @@ def test_simulator_is_reproducible_for_any_worker_count(tmp_path):
     # streaming into a file gives the same showers
     generate_showers("ds1-photons", 60, seed=4, workers=1, progress=False, chunk=25, out=tmp_path / "s.h5")
     np.testing.assert_array_equal(read_showers(tmp_path / "s.h5").showers, a.showers)
+    from hepgen.data.calo import shower_file_attrs
+    from hepgen.simulate.showers import PRODUCER_VERSION
+    assert shower_file_attrs(tmp_path / "s.h5")["producer_version"] == PRODUCER_VERSION
 
 
 def test_em_shower_physics_ds2():

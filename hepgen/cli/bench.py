@@ -78,7 +78,8 @@ def calo(
     from hepgen.data.geometry import load_geometry
     from hepgen.errors import OptionError
     from hepgen.shipped import shipped_models
-    from hepgen.simulate.showers import generate_showers
+    from hepgen.data.calo import shower_file_attrs
+    from hepgen.simulate.showers import PRODUCER_VERSION, generate_showers
 
     load_geometry(geometry)
     if num_showers <= 0:
@@ -95,8 +96,8 @@ def calo(
     reference = data / f"{geometry}_bench_reference_{num_showers}.h5"
     floor = data / f"{geometry}_bench_floor_{num_showers}.h5"
     for path, seed in ((reference, 9001), (floor, 9002)):
-        if not path.exists():
-            typer.echo(f"making {path} ...")
+        if not path.exists() or shower_file_attrs(path).get("producer_version") != PRODUCER_VERSION:
+            typer.echo(f"making {path} (stand-in version {PRODUCER_VERSION}) ...")
             generate_showers(geometry, num_showers, seed=seed, out=path)
     names = list(models) if models else [n for n in shipped_models() if n.endswith(f"/{geometry}")]
     bench_calo(names, reference, floor, out, out / "calo_work", classifier_epochs=classifier_epochs,

@@ -93,7 +93,7 @@ def calo(
     start = time.perf_counter()
     generate_showers(geometry.value, num_showers, seed=seed, workers=workers, scheduler=scheduler,
                      progress=progress, out=out, chunk=chunk,
-                     attrs={"seed": seed, "generator": "hepgen parametrised showers (GFlash-type)"})
+                     attrs={"seed": seed})
     elapsed = time.perf_counter() - start
     typer.echo(f"wrote {num_showers} {geometry.value} showers to {out} ({num_showers / elapsed:.0f} showers/s)")
 

@@ -112,6 +112,12 @@ def shower_file_info(path: str | os.PathLike, geometry: str | CaloGeometry | Non
     return n, geo
 
 
+def shower_file_attrs(path: str | os.PathLike) -> dict:
+    """The file's attributes (seed, generator, ``producer_version``, geometry, ...)."""
+    with _open(path) as f:
+        return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+
+
 def _resolve_geometry(geometry, stored_name, voxels, path) -> CaloGeometry:
     if isinstance(geometry, CaloGeometry):
         geo = geometry

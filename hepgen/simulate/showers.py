@@ -93,6 +93,12 @@ from hepgen.errors import OptionError
 from hepgen.simulate.parallel import chunk_sizes, derive_seed, run_chunks
 
 
+#: Version of the stand-in's physics, written into every shower file it makes
+#: (``producer_version``): cached reference samples of an older version are made again.
+#: 2: Landau MIP peak with track angles, soft continuum, exact voxel counts, axis jitter.
+PRODUCER_VERSION = 2
+
+
 @dataclass(frozen=True)
 class Segment:
     """A slab of the detector: thickness in X0 and lambda, the read-out layer it belongs to
@@ -595,6 +601,8 @@ def generate_showers(geometry: str, num_showers: int, seed: int = 0, *, workers:
     if num_showers <= 0:
         raise OptionError(f"--num-showers must be positive, got {num_showers}")
     geo = load_geometry(geometry)
+    attrs = {"generator": "hepgen parametrised showers (GFlash-type)", **(attrs or {}),
+             "producer_version": PRODUCER_VERSION}
     sizes = chunk_sizes(num_showers, chunk or default_chunk(geo))
     tasks = [(geometry, size, derive_seed(seed, i)) for i, size in enumerate(sizes)]
     desc = f"{geometry} showers"
