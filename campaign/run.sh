@@ -16,7 +16,7 @@ MAX_TIME=${MAX_TIME:-150}
 declare -A MODEL=([mdma-flow-t30]=mdma-flow [mdma-gan-t30]=mdma-gan [epic-fm-t30]=epic-fm
                   [caloinn-ds1-photons]=caloinn [caloinn-ds1-pions]=caloinn)
 declare -A EPOCHS=([mdma-flow-t30]=150 [mdma-gan-t30]=150 [epic-fm-t30]=150
-                   [caloinn-ds1-photons]=120 [caloinn-ds1-pions]=120)
+                   [caloinn-ds1-photons]=40 [caloinn-ds1-pions]=40)
 # training data of each run and the command that makes it again (same seed, same file)
 JETS=data/t30_train.h5
 declare -A DATA=([mdma-flow-t30]=$JETS [mdma-gan-t30]=$JETS [epic-fm-t30]=$JETS

@@ -9,7 +9,6 @@ multiplicities of the training file, and writes card.yaml (how it was trained).
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 from pathlib import Path
 
@@ -46,33 +45,12 @@ def main() -> None:
 
 
 def ship_calo(args, cfg: dict, dest: Path) -> None:
-    """Calorimeter runs: config, transform, weights stored as float16 (half the size; the
-    networks load them back into float32), and the card."""
-    import torch
+    """Calorimeter runs: :func:`hepgen.shipped.ship.ship_calo_run`."""
+    from hepgen.shipped.ship import ship_calo_run
 
-    if args.sampler_method:
-        cfg["sampler"] = {**cfg.get("sampler", {}), "method": args.sampler_method, "steps": args.sampler_steps}
-    (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    shutil.copy(args.run / "transform.json", dest / "transform.json")
-    state = torch.load(args.run / "weights.pt", map_location="cpu", weights_only=True)
-
-    def half(obj):
-        if isinstance(obj, dict):
-            return {k: half(v) for k, v in obj.items()}
-        return obj.half() if torch.is_tensor(obj) and obj.is_floating_point() else obj
-
-    torch.save(half(state), dest / "weights.pt")
-    logs = sorted((args.run / "logs").glob("*/metrics.csv"))
-    epochs = {}
-    for log in logs:
-        rows = [r for r in csv.DictReader(open(log)) if r.get("epoch")]
-        epochs[log.parent.name] = max(int(r["epoch"]) for r in rows) + 1 if rows else 0
-    card = {"summary": args.summary or f"{cfg['model']} on {cfg['geometry']}", "model": cfg["model"],
-            "geometry": cfg["geometry"], "training_data": cfg.get("training_data"), "epochs_trained": epochs,
-            "hardware": "2 CPU cores, one thread per run", "weights": "float16 on disk"}
-    (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    sampler = {"method": args.sampler_method, "steps": args.sampler_steps} if args.sampler_method else None
+    ship_calo_run(args.run, dest, summary=args.summary, sampler=sampler)
     print(f"shipped {args.run} as {args.name} in {dest}")
-
 
 
 def ship_events(args, cfg: dict, dest: Path) -> None:
@@ -83,10 +61,9 @@ def ship_events(args, cfg: dict, dest: Path) -> None:
     (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     for name in ("transform.json", "counts.json", "weights.pt"):
         shutil.copy(args.run / name, dest / name)
-    epochs = {}
-    for log in sorted((args.run / "logs").glob("*/metrics.csv")):
-        rows = list(csv.DictReader(open(log)))
-        epochs[log.parent.name] = max(int(r["epoch"]) for r in rows) + 1 if rows else 0
+    from hepgen.shipped.ship import stage_epochs
+
+    epochs = stage_epochs(args.run)
     card = {
         "summary": args.summary or f"{cfg['model']} on {cfg.get('process')} events",
         "model": cfg["model"],

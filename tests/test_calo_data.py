@@ -332,3 +332,21 @@ def test_shower_axis_jitters_and_less_at_high_energy(monkeypatch):
     fixed = centre_spread(2e3)
     assert jittered[0] > 1.3 * fixed, (jittered, fixed)
     assert jittered[1] < 0.3 * jittered[0]
+
+
+def test_producer_runs_on_local_processes_without_dask(monkeypatch, tmp_path):
+    """A bare environment (the GPU image) has no Dask: the showers come from the standard
+    library's process pool, identical to the in-process ones."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_dask(name, *args, **kwargs):
+        if name == "distributed" or name.startswith("distributed."):
+            raise ImportError("no dask here")
+        return real_import(name, *args, **kwargs)
+
+    one = generate_showers("ds1-pions", 40, seed=8, workers=1, progress=False, chunk=10)
+    monkeypatch.setattr(builtins, "__import__", no_dask)
+    generate_showers("ds1-pions", 40, seed=8, workers=2, progress=False, chunk=10, out=tmp_path / "p.h5")
+    np.testing.assert_array_equal(read_showers(tmp_path / "p.h5").showers, one.showers)

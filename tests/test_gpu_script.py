@@ -29,3 +29,24 @@ def test_gpu_script_trains_ships_and_benches_within_its_budget(fixture_dir, tmp_
     bench = json.loads((out / "bench" / "jets_bench.json").read_text())
     assert {"truth floor", "pythia"} <= set(bench) and len(bench) == 4
     assert not (out / "work").exists()
+
+
+def test_gpu_calo_script_makes_data_trains_and_ships(tmp_path):
+    """Issue 12: the thesis-size calorimeter models are GPU work; the script's whole path
+    (showers made on the device, calibrated schedule, shipping, a sampling check) runs on
+    CPU with tiny networks."""
+    from hepgen.models.assemblies.calo import CaloSurrogate
+
+    spec = importlib.util.spec_from_file_location("gpu_calo", SCRIPT.parent / "gpu_calo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "out"
+    assert module.main(["--out", str(out), "--tiny", "--minutes", "0.2", "--data", str(tmp_path / "data"),
+                        "--models", "caloinn/ds1-photons", "calodream/ds2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["models"]) == {"caloinn/ds1-photons", "calodream/ds2"}
+    for name, voxels in (("caloinn-ds1-photons", 368), ("calodream-ds2", 6480)):
+        card = yaml.safe_load((out / name / "card.yaml").read_text())
+        assert min(card["epochs_trained"].values()) >= 1 and card["planned_epochs"] >= 1
+        assert CaloSurrogate.load(out / name).sample(8, seed=1).showers.shape == (8, voxels)
+    assert (tmp_path / "data" / "ds2_tiny.h5").exists() and not (out / "work").exists()

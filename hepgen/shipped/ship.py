@@ -3,7 +3,7 @@
 A shipped folder holds only what sampling needs (config.yaml, the fitted transforms,
 weights.pt) and ``card.yaml``: what the model is, what it was trained on, for how long
 (epochs, hours, hardware), which checkpoint was selected and how it scored. Used by
-``scripts/ship_model.py`` and the GPU script ``scripts/gpu_jets.py``.
+``scripts/ship_model.py`` and the GPU scripts ``scripts/gpu_jets.py`` and ``scripts/gpu_calo.py``.
 """
 
 from __future__ import annotations
@@ -62,6 +62,48 @@ def ship_jet_run(run: str | Path, dest: str | Path, summary: str = "", sampler: 
         "selection_note": "metrics of 10k generated vs 10k training jets in units of the truth floor "
                           "(hepgen.training.selection)",
     }
+    if bench:
+        card["bench"] = bench
+    (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    return dest
+
+
+def stage_epochs(run: Path) -> dict[str, int]:
+    """Epochs trained per stage of a calorimeter or event run (its ``logs/STAGE`` folders)."""
+    from hepgen.training.resume import logged_rows
+
+    epochs = {}
+    for folder in sorted(p for p in (Path(run) / "logs").glob("*") if p.is_dir()):
+        rows = [r for r in logged_rows(folder) if r.get("epoch")]
+        epochs[folder.name] = max(int(r["epoch"]) for r in rows) + 1 if rows else 0
+    return epochs
+
+
+def ship_calo_run(run: str | Path, dest: str | Path, summary: str = "", sampler: dict | None = None,
+                  hardware: str = "2 CPU cores, one thread per run", hours: float | None = None,
+                  bench: dict | None = None) -> Path:
+    """Copy the calorimeter run ``run`` to ``dest``: config, transform, weights stored as
+    float16 (half the size; the networks load them back into float32) and the card."""
+    import torch
+
+    run, dest = Path(run), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    if sampler:
+        cfg["sampler"] = {**cfg.get("sampler", {}), **sampler}
+    (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    shutil.copy(run / "transform.json", dest / "transform.json")
+    state = torch.load(run / "weights.pt", map_location="cpu", weights_only=True)
+
+    def half(obj):
+        if isinstance(obj, dict):
+            return {k: half(v) for k, v in obj.items()}
+        return obj.half() if torch.is_tensor(obj) and obj.is_floating_point() else obj
+
+    torch.save(half(state), dest / "weights.pt")
+    card = {"summary": summary or f"{cfg['model']} on {cfg['geometry']}", "model": cfg["model"],
+            "geometry": cfg["geometry"], "training_data": cfg.get("training_data"), "epochs_trained": stage_epochs(run),
+            "hours_trained": hours, "hardware": hardware, "weights": "float16 on disk"}
     if bench:
         card["bench"] = bench
     (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))

@@ -56,7 +56,8 @@ def run_chunks(
 
     * ``scheduler``: address of a running Dask scheduler (``tcp://host:port``);
     * otherwise ``workers`` local processes (default: all cores) via a Dask
-      ``LocalCluster``; one worker or one task runs in this process.
+      ``LocalCluster`` (the standard library's process pool where Dask is not
+      installed); one worker or one task runs in this process.
 
     ``weights[i]`` is what task ``i`` adds to the progress bar. In-process, ``func``
     also receives ``progress=callback`` for finer updates.
@@ -82,9 +83,38 @@ def run_chunks(
                         result = None
                     results.append(result)
                 return results
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            if scheduler is not None:
+                raise OptionError("--scheduler needs Dask's 'distributed' package, which is not installed") from None
+            return _run_pool(func, tasks, weights, workers, bar, consume)
         return _run_dask(func, tasks, weights, workers, scheduler, bar, consume)
     finally:
         bar.close()
+
+
+def _run_pool(func, tasks, weights, workers, bar, consume=None) -> list[Any]:
+    """Local processes without Dask (an environment that lacks it, such as a bare GPU
+    image): the standard library's process pool, results handed on in task order."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    results: list[Any] = [None] * len(tasks)
+    waiting: dict[int, Any] = {}
+    next_index = 0
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(func, *task): i for i, task in enumerate(tasks)}
+        for fut in as_completed(futures):
+            i = futures[fut]
+            if consume is None:
+                results[i] = fut.result()
+            else:
+                waiting[i] = fut.result()
+                while next_index in waiting:
+                    consume(next_index, waiting.pop(next_index))
+                    next_index += 1
+            bar.update(weights[i])
+    return results
 
 
 def _run_dask(func, tasks, weights, workers, scheduler, bar, consume=None) -> list[Any]:
