@@ -14,18 +14,21 @@ cd "$(dirname "$0")/.."
 HEPGEN=${HEPGEN:-.venv/bin/hepgen}
 MAX_TIME=${MAX_TIME:-150}
 declare -A MODEL=([mdma-flow-t30]=mdma-flow [mdma-gan-t30]=mdma-gan [epic-fm-t30]=epic-fm
-                  [caloinn-ds1-photons]=caloinn [caloinn-ds1-pions]=caloinn)
+                  [caloinn-ds1-photons]=caloinn [caloinn-ds1-pions]=caloinn [calodream-ds2]=calodream)
 declare -A EPOCHS=([mdma-flow-t30]=150 [mdma-gan-t30]=150 [epic-fm-t30]=150
-                   [caloinn-ds1-photons]=40 [caloinn-ds1-pions]=40)
+                   [caloinn-ds1-photons]=40 [caloinn-ds1-pions]=40 [calodream-ds2]=60)
 # training data of each run and the command that makes it again (same seed, same file)
 JETS=data/t30_train.h5
 declare -A DATA=([mdma-flow-t30]=$JETS [mdma-gan-t30]=$JETS [epic-fm-t30]=$JETS
-                 [caloinn-ds1-photons]=data/calo/ds1-photons_train.h5 [caloinn-ds1-pions]=data/calo/ds1-pions_train.h5)
+                 [caloinn-ds1-photons]=data/calo/ds1-photons_train.h5 [caloinn-ds1-pions]=data/calo/ds1-pions_train.h5
+                 [calodream-ds2]=data/calo/ds2_train.h5)
+# showers per training file (DS2: 50k, 2.6 GB of float64 voxels in memory while training)
+declare -A SHOWERS=([ds1-photons]=100000 [ds1-pions]=100000 [ds2]=50000)
 make_data() {
     case "$1" in
         $JETS) $HEPGEN data jets --jet-type t --num-particles 30 --num-jets 100000 --seed 1 --out "$1" ;;
-        data/calo/ds1-*_train.h5) g=$(basename "$1" _train.h5)
-            $HEPGEN data calo --geometry "$g" --num-showers 100000 --seed 1 --out "$1" ;;
+        data/calo/*_train.h5) g=$(basename "$1" _train.h5)
+            $HEPGEN data calo --geometry "$g" --num-showers "${SHOWERS[$g]}" --seed 1 --out "$1" ;;
     esac
 }
 RUNS=("${@:-mdma-flow-t30 mdma-gan-t30}")

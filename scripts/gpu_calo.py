@@ -10,8 +10,8 @@ for 400 epochs), so a lent GPU trains them, in this order of need: ``caloinn/ds1
 
 1. The training showers are made on the device with the stand-in (``hepgen data calo``'s
    producer: numpy, scipy and h5py only; all cores through the standard library's process
-   pool where Dask is missing), 100k per geometry at seed 1, the same files the CPU
-   campaign trains on, so nothing large has to travel.
+   pool where Dask is missing), 100k per geometry at seed 1 (for DS1 the same files the
+   CPU campaign trains on), so nothing large has to travel.
 2. For each model one calibration epoch measures the epoch time on this device; the
    schedule (one-cycle for CaloINN, warm-up + cosine for CaloDREAM) is then planned over the
    epochs that fit the model's share of the budget.
