@@ -75,3 +75,38 @@ def test_ddpm_hits_trains_and_samples_reproducibly(tmp_path):
     assert np.all(np.diff(a.hits[..., 2], axis=1) <= 0)
     assert main(["sample", str(run), "--num", "5", "--solver", "ancestral", "--out", str(tmp_path / "c.h5")]) == 0
     assert main(["sample", str(run), "--num", "5", "--solver", "euler", "--out", str(tmp_path / "d.h5")]) == 2
+    # the distilled few-step sampler (issue 13 part 2, item 3), through the CLI
+    assert main(["student", str(run), "--steps", "2", "--reference-steps", "8", "--iterations", "30",
+                 "--default", "2"]) == 0
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["sampler"]["method"] == "distilled" and cfg["distilled_steps"] == 2
+    assert [r["steps"] for r in cfg["distillation"]["rounds"]] == [4, 2]
+    for tag in ("e", "f"):
+        assert main(["sample", str(run), "--num", "12", "--seed", "4", "--out", str(tmp_path / f"{tag}.h5")]) == 0
+    np.testing.assert_array_equal(read_hits(tmp_path / "e.h5").hits, read_hits(tmp_path / "f.h5").hits)
+
+
+def test_progressive_distillation_follows_the_teachers_two_steps():
+    """A student of K DDIM steps must land where the teacher's 2K steps land from the same
+    noise, far closer than the teacher's own K-step solve does."""
+    from hepgen.models.assemblies.hits import HitDenoiser
+    from hepgen.training.distill import distill_round
+
+    torch.manual_seed(0)
+    d = Diffusion(64)
+    teacher = HitDenoiser(dim=16, hidden=32, heads=2, blocks=1, time_dim=16).eval()
+    x0 = torch.randn(256, 10, 3) * torch.tensor([0.5, 0.5, 1.0]) + torch.tensor([0.0, 0.0, 1.0])
+    mask = torch.arange(10)[None, :] < torch.randint(4, 11, (256,))[:, None]
+    x0 = x0 * mask[..., None]
+    noise = torch.randn(64, 10, 3) * mask[:64, :, None]
+    with torch.no_grad():
+        fine = d.sample(teacher, noise, mask[:64], method="ddim", steps=8)
+        coarse = d.sample(teacher, noise, mask[:64], method="ddim", steps=4)
+    student, losses = distill_round(teacher, d, x0, mask, steps=4, iterations=300, batch_size=64, lr=2e-3)
+    with torch.no_grad():
+        distilled = d.sample(student, noise, mask[:64], method="ddim", steps=4)
+    before = float(((coarse - fine) ** 2).mean())
+    after = float(((distilled - fine) ** 2).mean())
+    assert after < 0.3 * before, (before, after)
+    assert np.mean(losses[-30:]) < np.mean(losses[:30])
+    assert torch.all(distilled[~mask[:64]] == 0)

@@ -120,21 +120,36 @@ def sample(
 
 
 def student(
-    run: Path = typer.Argument(..., help="Run folder of a flow-matching jet model (mdma-flow, epic-fm)."),
-    steps: list[int] = typer.Option([4], "--steps", help="Steps (= network evaluations) of a bespoke solver; repeat for several."),
+    run: Path = typer.Argument(..., help="Run folder of a flow-matching jet model (mdma-flow, epic-fm) or of ddpm-hits."),
+    steps: list[int] = typer.Option([4], "--steps", help="Steps (= network evaluations) of a bespoke solver; repeat for several. For ddpm-hits: the distilled sampler's steps."),
     pairs: int = typer.Option(2048, "--pairs", help="Noise / reference pairs to fit on."),
-    reference_steps: int = typer.Option(32, "--reference-steps", help="Midpoint steps of the teacher's reference solve."),
-    iterations: int = typer.Option(400, "--iterations", help="Optimisation steps per solver."),
+    reference_steps: int = typer.Option(32, "--reference-steps", help="Midpoint steps of the teacher's reference solve (ddpm-hits: the teacher's DDIM steps, halved each round)."),
+    iterations: int = typer.Option(400, "--iterations", help="Optimisation steps per solver (ddpm-hits: per distillation round)."),
     default: int = typer.Option(None, "--default", help="Make the solver with this many steps the run's sampler."),
+    data: Path = typer.Option(None, "--data", help="ddpm-hits: training clouds to distil on [default: the run's training file]."),
 ) -> None:
-    """Fit few-step bespoke solvers to a trained flow-matching jet model (written to RUN/solvers.pt)."""
+    """Few-step students: bespoke solvers for a flow-matching jet model (RUN/solvers.pt), progressive distillation for ddpm-hits (RUN/student.pt)."""
+    import yaml
+
     from hepgen.errors import InputFileError, OptionError
     from hepgen.training.student import fit_jet_solvers
 
-    if not run.is_dir():
+    if not run.is_dir() or not (run / "config.yaml").exists():
         raise InputFileError(f"{run}: not a run folder")
     if any(k < 1 for k in steps) or pairs < 2 or iterations < 1 or reference_steps < 1:
         raise OptionError("--steps, --pairs, --iterations and --reference-steps must be positive")
+    if yaml.safe_load((run / "config.yaml").read_text()).get("model") == "ddpm-hits":
+        from hepgen.training.hits import distill_hits_run
+
+        if len(steps) != 1:
+            raise OptionError("ddpm-hits: give one --steps, the distilled sampler's")
+        start = reference_steps if reference_steps > steps[0] else 64
+        report = distill_hits_run(run, steps[0], start, iterations, data=data, set_default=default is not None)
+        for r in report:
+            typer.echo(f"distilled to {r['steps']} DDIM steps: loss {r['loss_first']:.3g} -> {r['loss_last']:.3g}")
+        if default is not None:
+            typer.echo(f"{run} now samples with the {steps[0]}-step distilled sampler")
+        return
     report = fit_jet_solvers(run, steps, pairs, {"method": "midpoint", "steps": reference_steps}, iterations,
                              set_default=default)
     for k, r in report.items():

@@ -4,7 +4,8 @@ One Lightning fit (:func:`hepgen.training.fit.fit_stage`, stage ``ddpm``) of the
 v-prediction loss with the shared warm EMA and schedule (:class:`DiffusionModule`);
 batches of similar multiplicity, trimmed to their largest cloud. The run folder holds
 config.yaml, transform.json, multiplicity.yaml, weights.pt (the EMA network),
-checkpoints/ddpm.ckpt (exact ``--resume``) and the CSV logs.
+checkpoints/ddpm.ckpt (exact ``--resume``) and the CSV logs. :func:`distill_hits_run`
+(``hepgen student RUN``) adds the progressively distilled few-step sampler (student.pt).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from lightning import seed_everything
 
 from hepgen.config import merge_config, read_config, to_plain
 from hepgen.data.hits import read_hits
+from hepgen.errors import InputFileError, InvalidDataError
 from hepgen.models.assemblies.hits import HitDenoiser, HitSurrogate, hits_config
 from hepgen.models.blocks.ddpm import Diffusion
 from hepgen.models.multiplicity import MultiplicityKDE
@@ -82,3 +84,35 @@ def train_hits_model(model: str, data: str | os.PathLike, out: str | os.PathLike
     fit_stage(module, dm, out, "ddpm", epochs, max_time, resume, progress, devices, num_nodes)
     HitSurrogate(cfg, transform, mult, module.sampling_network().cpu().eval()).save(out)
     return out
+
+
+def distill_hits_run(run: str | os.PathLike, final_steps: int = 8, start_steps: int = 64, iterations: int = 1000,
+                     batch_size: int = 64, lr: float = 1e-4, data: str | os.PathLike | None = None,
+                     num_jets: int | None = 20_000, set_default: bool = True, seed: int = 0,
+                     progress: bool = True) -> list[dict]:
+    """Progressively distil the DDIM sampler of the ``ddpm-hits`` run ``run`` from
+    ``start_steps`` to ``final_steps`` (:mod:`hepgen.training.distill`) on its training
+    clouds (or ``data``), write ``student.pt`` and, with ``set_default``, make
+    ``distilled`` the run's sampler. Returns the rounds' losses."""
+    from hepgen.training.distill import progressive_distillation
+
+    run = Path(run)
+    surrogate = HitSurrogate.load(run)
+    source = data or surrogate.cfg.get("training_data")
+    if not source or not Path(source).exists():
+        raise InputFileError(f"{run}: training clouds {source!r} not found; pass --data")
+    sample = read_hits(source, num_jets)
+    if sample.max_hits > surrogate.max_hits:
+        raise InvalidDataError(f"{source}: clouds of up to {sample.max_hits} hits, the model has {surrogate.max_hits}")
+    x = torch.as_tensor(surrogate.transform.transform(sample.hits, sample.mask).astype(np.float32))
+    mask = torch.as_tensor(sample.mask)
+    torch.manual_seed(seed)
+    student, report = progressive_distillation(surrogate.network, surrogate.diffusion, x, mask, start_steps,
+                                               final_steps, iterations, batch_size, lr, seed, progress)
+    surrogate.student = student
+    surrogate.cfg["distilled_steps"] = int(final_steps)
+    surrogate.cfg["distillation"] = {"start_steps": int(start_steps), "iterations": int(iterations), "rounds": report}
+    if set_default:
+        surrogate.cfg["sampler"] = {**surrogate.cfg.get("sampler", {}), "method": "distilled", "steps": int(final_steps)}
+    surrogate.save(run)
+    return report

@@ -80,10 +80,14 @@ class HitSurrogate:
     """A trained hit-cloud model: config, transform, multiplicity KDE, network."""
 
     WEIGHTS = "weights.pt"
+    STUDENT = "student.pt"
 
-    def __init__(self, cfg: dict, transform, multiplicity: MultiplicityKDE, network: nn.Module):
+    def __init__(self, cfg: dict, transform, multiplicity: MultiplicityKDE, network: nn.Module,
+                 student: nn.Module | None = None):
         self.cfg, self.transform, self.multiplicity = cfg, transform, multiplicity
         self.network = network.eval()
+        #: the progressively distilled few-step network (``sampler.method: distilled``)
+        self.student = student.eval() if student is not None else None
         self.diffusion = Diffusion(**cfg["diffusion"])
 
     @property
@@ -100,6 +104,8 @@ class HitSurrogate:
         self.transform.save(folder / "transform.json")
         (folder / "multiplicity.yaml").write_text(yaml.safe_dump(self.multiplicity.to_dict()))
         torch.save(self.network.state_dict(), folder / self.WEIGHTS)
+        if self.student is not None:
+            torch.save(self.student.state_dict(), folder / self.STUDENT)
         return folder
 
     @classmethod
@@ -112,12 +118,19 @@ class HitSurrogate:
         net = HitDenoiser(**cfg["network"])
         net.load_state_dict(torch.load(folder / cls.WEIGHTS, map_location="cpu", weights_only=True))
         mult = MultiplicityKDE.from_dict(yaml.safe_load((folder / "multiplicity.yaml").read_text()))
-        return cls(cfg, load_transform(folder / "transform.json"), mult, net)
+        student = None
+        if (folder / cls.STUDENT).exists():
+            student = HitDenoiser(**cfg["network"])
+            student.load_state_dict(torch.load(folder / cls.STUDENT, map_location="cpu", weights_only=True))
+        return cls(cfg, load_transform(folder / "transform.json"), mult, net, student)
 
     @torch.inference_mode()
     def sample(self, num: int, seed: int = 0, batch_size: int | None = None, method: str | None = None,
                steps: int | None = None, device=None, progress: bool = False) -> HitSample:
-        """``num`` hit clouds; the same seed gives the same clouds (on the same device)."""
+        """``num`` hit clouds; the same seed gives the same clouds (on the same device).
+
+        ``method``: ``ancestral`` (T steps), ``ddim`` (``steps`` steps) or ``distilled``
+        (the distilled student's DDIM with the steps it was distilled to)."""
         from tqdm.auto import tqdm
 
         if num <= 0:
@@ -125,9 +138,14 @@ class HitSurrogate:
         sampler = self.cfg.get("sampler", {})
         method = method or sampler.get("method", "ddim")
         steps = steps or sampler.get("steps")
+        network = self.network
+        if method == "distilled":
+            if self.student is None:
+                raise OptionError("this hit model has no distilled sampler (run `hepgen student RUN`)")
+            network, method, steps = self.student, "ddim", int(self.cfg["distilled_steps"])
         batch_size = int(batch_size or sampler.get("batch_size", 256))
         device = torch.device(device) if device else default_device()
-        self.network.to(device)
+        network.to(device)
         rng = np.random.default_rng(seed)
         n = np.sort(self.multiplicity.sample(num, rng))[::-1]
         H = self.max_hits
@@ -139,7 +157,7 @@ class HitSurrogate:
             width = int(nb.max())
             mask = torch.arange(width)[None, :] < nb[:, None]
             noise = torch.randn(len(nb), width, 3, generator=gen) * mask[..., None]
-            out = self.diffusion.sample(self.network, noise.to(device), mask.to(device), method=method, steps=steps,
+            out = self.diffusion.sample(network, noise.to(device), mask.to(device), method=method, steps=steps,
                                         generator=gen)
             scaled[start:start + len(nb), :width] = out.float().cpu().numpy()
         mask = np.arange(H)[None, :] < n[:, None]
