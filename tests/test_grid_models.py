@@ -31,7 +31,8 @@ def _losses(run, key):
 
 @pytest.mark.parametrize("model,geo,key", [("gan-3d", "ild-photons", "critic_loss"),
                                            ("wgan-3d", "ild-pions", "constrainer_loss"),
-                                           ("bib-ae", "ild-photons", "difference_critic")])
+                                           ("bib-ae", "ild-photons", "difference_critic"),
+                                           ("bib-ae", "ild-pions", "difference_critic")])
 def test_grid_models_train_and_sample(model, geo, key, grid_files, tmp_path):
     from hepgen.cli.main import main
     from hepgen.data.calo import read_showers
@@ -52,7 +53,11 @@ def test_grid_models_train_and_sample(model, geo, key, grid_files, tmp_path):
     assert a.geometry.name == geo and (a.showers >= 0).all() and np.isfinite(a.showers).all()
     if model == "bib-ae":
         assert _losses(run, "pp_loss")  # the Post Processor trained after the BIB-AE's epochs
-        assert (run / "latents.npy").exists()
+        latents = np.load(run / "latents.npy")
+        assert latents.shape == (64, TINY_BIB["network"]["latent"] + 1)  # with the energy label
+    if geo == "ild-pions" and model == "bib-ae":  # the ch. 7 refinements were on
+        saved = yaml.safe_load((run / "config.yaml").read_text())
+        assert saved["network"]["minibatch"] and saved["training"]["resetting_critic"]
 
 
 def test_post_processor_starts_as_the_identity_and_the_sorted_mmd_sees_the_spectrum():
@@ -72,3 +77,31 @@ def test_grid_models_need_a_grid_geometry():
     with pytest.raises(OptionError, match="grid geometry"):
         grid_config("wgan-3d", "ds2")
     assert grid_config("bib-ae", "ild-pions")["sampler"]["latent"] == "kde"
+
+
+def test_pion_bibae_refinements():
+    """Seed 001 ch. 7: minibatch features see the batch's composition, the resetting critic
+    is re-initialised, the joint (latent, energy) KDE samples latents of the requested energy."""
+    from hepgen.models.assemblies.grids import GridCritic, GridSurrogate, MinibatchFeatures, reset_parameters
+
+    torch.manual_seed(0)
+    mb = MinibatchFeatures(2)
+    x = torch.rand(6, 2, 4, 5, 5)
+    same = mb(x)
+    x2 = x.clone()
+    x2[1:] *= 3.0  # the rest of the batch changes, shower 0 does not
+    assert not torch.allclose(mb(x2)[0], same[0])
+    assert torch.allclose(mb(x[[0, 2, 1, 3, 4, 5]])[0], same[0], atol=1e-6)  # order inside the batch is irrelevant
+    critic = GridCritic((4, 5, 5), 8, in_channels=2, minibatch=True)
+    assert critic(x, torch.rand(6, 1)).shape == (6,)
+    before = [p.detach().clone() for p in critic.parameters()]
+    reset_parameters(critic)
+    assert any(not torch.equal(a, b) for a, b in zip(before, critic.parameters()))
+    # KDE in (latent, label): low-energy latents near -3, high-energy near +3
+    c = np.linspace(0.1, 1.0, 400, dtype=np.float32)[:, None]
+    lat = np.where(c < 0.5, -3.0, 3.0) + 0.01 * np.random.default_rng(0).standard_normal((400, 4))
+    cfg = {"model": "bib-ae", "geometry": "ild-pions", "network": {"latent": 4}, "sampler": {"latent": "kde"}}
+    surrogate = GridSurrogate.__new__(GridSurrogate)
+    surrogate.cfg, surrogate.latents = cfg, np.concatenate([lat, c], 1).astype(np.float32)
+    z = surrogate._latent(torch.tensor([[0.2]] * 50 + [[0.9]] * 50), torch.Generator().manual_seed(1))
+    assert (z[:50] < -2).all() and (z[50:] > 2).all()

@@ -7,8 +7,10 @@ One Lightning fit (stage ``grid``, :func:`hepgen.training.fit.fit_stage`: exact
   whose energy constrainer learns E from real showers in the same step), then the
   generator step (with kappa |c_pred - c| for ``wgan-3d``); warm EMA of the generator.
 * :class:`BIBAEModule` -- ``epochs`` of BIB-AE training (difference critic, latent
-  critic, latent MMD, KLD), then ``pp_epochs`` of the Post Processor with the BIB-AE
-  frozen: MSE for ``pp_mse_epochs``, then MSE + the sorted-kernel MMD.
+  critic, latent MMD, KLD; for pions also the resetting critic, re-initialised at every
+  epoch start), then ``pp_epochs`` of the Post Processor with the BIB-AE frozen: MSE for
+  ``pp_mse_epochs``, then MSE + the sorted-kernel MMD (+ for pions a second, coarser MMD
+  kernel, MSE + MAE of the sorted cell vectors and the batch-mean comparison).
 
 The run folder holds config.yaml, weights.pt (generator / BIB-AE with Post Processor),
 for the BIB-AE latents.npy (encoded training latents for KDE sampling), checkpoints and logs.
@@ -29,7 +31,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from hepgen.config import merge_config, read_config, to_plain
 from hepgen.data.calo import read_showers
 from hepgen.errors import OptionError
-from hepgen.models.assemblies.grids import GridSurrogate, build_grid_networks, gaussian_mmd, grid_config, sorted_kernel_mmd
+from hepgen.models.assemblies.grids import (GridSurrogate, build_grid_networks, gaussian_mmd, grid_config,
+                                            reset_parameters, sorted_kernel_mmd)
 from hepgen.models.blocks.gan import gradient_penalty
 from hepgen.training.ema import warm_ema
 from hepgen.training.fit import fit_stage
@@ -105,10 +108,12 @@ class BIBAEModule(TrainingModule):
     def __init__(self, networks: dict, epochs: int = 50, pp_epochs: int = 20, pp_mse_epochs: int = 5,
                  lr: float = 1e-4, betas=(0.5, 0.9), kld: float = 0.05, mmd: float = 100.0, latent_adv: float = 1.0,
                  adv: float = 1.0, gp_weight: float = 10.0, mmd_windows=(100, 50), mmd_alpha: float = 200.0,
-                 **training):
+                 mmd_alpha2: float | None = None, pp_sorted: float = 0.0, pp_batch_mean: float = 0.0, **training):
         super().__init__(schedule_options(training))
         self.automatic_optimization = False
         self.bibae, self.critic, self.latent_critic = networks["bibae"], networks["critic"], networks["latent_critic"]
+        self.reset_critic = networks.get("reset_critic")
+        self.pp = dict(mmd_alpha2=mmd_alpha2, sorted=float(pp_sorted), batch_mean=float(pp_batch_mean))
         self.epochs, self.pp_epochs, self.pp_mse_epochs = int(epochs), int(pp_epochs), int(pp_mse_epochs)
         self.lr, self.betas = lr, tuple(betas)
         self.w = dict(kld=kld, mmd=mmd, latent_adv=latent_adv, adv=adv)
@@ -119,22 +124,50 @@ class BIBAEModule(TrainingModule):
 
     def configure_optimizers(self):
         ae = list(self.bibae.encoder.parameters()) + list(self.bibae.decoder.parameters())
-        return [torch.optim.Adam(ae, lr=self.lr, betas=self.betas),
+        opts = [torch.optim.Adam(ae, lr=self.lr, betas=self.betas),
                 torch.optim.Adam(self.critic.parameters(), lr=self.lr, betas=self.betas),
                 torch.optim.Adam(self.latent_critic.parameters(), lr=self.lr, betas=self.betas),
                 torch.optim.Adam(self.bibae.post.parameters(), lr=self.lr, betas=self.betas)]
+        if self.reset_critic is not None:
+            opts.append(torch.optim.Adam(self.reset_critic.parameters(), lr=self.lr, betas=self.betas))
+        return opts
+
+    def on_train_epoch_start(self):
+        """The resetting critic (seed 001 L2054-2066) starts every BIB-AE epoch afresh:
+        new weights and an empty optimiser state."""
+        if self.reset_critic is not None and self.current_epoch < self.epochs:
+            reset_parameters(self.reset_critic)
+            self.optimizers()[4].optimizer.state.clear()
+
+    def _critic_loss(self, critic, perfect, diff, c):
+        return critic(diff, c).mean() - critic(perfect, c).mean() + gradient_penalty(critic, perfect, diff, c,
+                                                                                     self.gp_weight)
+
+    def _post_loss(self, out, x):
+        """MSE, then (after ``pp_mse_epochs``) the sorted-kernel MMD(s), the sorted-vector
+        MSE + MAE and the batch-mean comparison (L2072-2082)."""
+        loss = F.mse_loss(out, x)
+        if self.current_epoch < self.epochs + self.pp_mse_epochs:
+            return loss
+        loss = loss + sorted_kernel_mmd(x, out, *self.mmd_windows, alpha=self.mmd_alpha)
+        if self.pp["mmd_alpha2"]:
+            loss = loss + sorted_kernel_mmd(x, out, *self.mmd_windows, alpha=float(self.pp["mmd_alpha2"]))
+        if self.pp["sorted"]:
+            so, sx = out.flatten(1).sort(1).values, x.flatten(1).sort(1).values
+            loss = loss + self.pp["sorted"] * (F.mse_loss(so, sx) + F.l1_loss(so, sx))
+        if self.pp["batch_mean"]:
+            loss = loss + self.pp["batch_mean"] * F.mse_loss(out.mean(0), x.mean(0))
+        return loss
 
     def training_step(self, batch, batch_idx):
         x, c = batch
-        opt_ae, opt_c, opt_l, opt_pp = self.optimizers()
+        opt_ae, opt_c, opt_l, opt_pp, *opt_rc = self.optimizers()
         if self.current_epoch >= self.epochs:  # the Post Processor, BIB-AE frozen
             with torch.no_grad():
                 mu, logvar = self.bibae.encoder(x, c)
                 recon = self.bibae.decode(mu + torch.randn_like(mu) * (0.5 * logvar).exp(), c, post=False)
             out = self.bibae.post(recon, c)
-            loss = F.mse_loss(out, x)
-            if self.current_epoch >= self.epochs + self.pp_mse_epochs:
-                loss = loss + sorted_kernel_mmd(x, out, *self.mmd_windows, alpha=self.mmd_alpha)
+            loss = self._post_loss(out, x)
             _step(opt_pp, loss, self)
             self.log("pp_loss", loss, prog_bar=True, batch_size=len(x))
             return
@@ -143,24 +176,29 @@ class BIBAEModule(TrainingModule):
             recon, mu, logvar, z = self.bibae(x, c)
         perfect = torch.stack([x, torch.zeros_like(x)], 1)
         diff = torch.stack([x, x - recon], 1)
-        loss_c = (self.critic(diff, c).mean() - self.critic(perfect, c).mean()
-                  + gradient_penalty(self.critic, perfect, diff, c, self.gp_weight))
+        loss_c = self._critic_loss(self.critic, perfect, diff, c)
         _step(opt_c, loss_c, self)
+        if self.reset_critic is not None:
+            _step(opt_rc[0], self._critic_loss(self.reset_critic, perfect, diff, c), self)
         prior = torch.randn_like(z)
         loss_l = F.softplus(-self.latent_critic(prior)).mean() + F.softplus(self.latent_critic(z)).mean()
         _step(opt_l, loss_l, self)
         # encoder + decoder
-        self.critic.requires_grad_(False)
-        self.latent_critic.requires_grad_(False)
+        critics = [self.critic, self.latent_critic] + ([self.reset_critic] if self.reset_critic is not None else [])
+        for net in critics:
+            net.requires_grad_(False)
         recon, mu, logvar, z = self.bibae(x, c)
-        adv = -self.critic(torch.stack([x, x - recon], 1), c).mean()
+        pair = torch.stack([x, x - recon], 1)
+        adv = -self.critic(pair, c).mean()
+        if self.reset_critic is not None:
+            adv = adv - self.reset_critic(pair, c).mean()
         lat = F.softplus(-self.latent_critic(z)).mean()
         kld = -0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1).mean()
         mmd = gaussian_mmd(z, torch.randn_like(z))
         loss = self.w["adv"] * adv + self.w["latent_adv"] * lat + self.w["kld"] * kld + self.w["mmd"] * mmd
         _step(opt_ae, loss, self)
-        self.critic.requires_grad_(True)
-        self.latent_critic.requires_grad_(True)
+        for net in critics:
+            net.requires_grad_(True)
         self.log_dict({"bibae_loss": loss, "difference_critic": loss_c, "kld": kld, "latent_mmd": mmd},
                       prog_bar=True, batch_size=len(x))
 
@@ -188,7 +226,11 @@ def train_grid_model(model: str, data: str | os.PathLike, out: str | os.PathLike
     cfg.update(training_data=str(data), e_range=[float(e.min()), float(e.max())])
     seed_everything(seed, workers=True, verbose=False)
     geo = sample.geometry
-    x = torch.as_tensor(sample.showers.reshape(len(sample), *geo.grid_shape), dtype=torch.float32)
+    showers = sample.showers
+    cut = float(training.get("cell_cut", 0.0))
+    if cut > 0:  # pions: cells below 0.1 MIP removed for the BIB-AE (seed 001 L2015)
+        showers = np.where(showers < cut, 0.0, showers)
+    x = torch.as_tensor(showers.reshape(len(sample), *geo.grid_shape), dtype=torch.float32)
     c = torch.as_tensor(e / cfg["e_range"][1], dtype=torch.float32)[:, None]
     nets = build_grid_networks(cfg)
     module = BIBAEModule(nets, **training) if model == "bib-ae" else GridGANModule(nets, **training)
@@ -201,6 +243,7 @@ def train_grid_model(model: str, data: str | os.PathLike, out: str | os.PathLike
     latents = None
     if model == "bib-ae":
         with torch.no_grad():
-            latents = torch.cat([net.encoder(x[i:i + 256], c[i:i + 256])[0] for i in range(0, len(x), 256)]).numpy()
+            mu = torch.cat([net.encoder(x[i:i + 256], c[i:i + 256])[0] for i in range(0, len(x), 256)])
+        latents = torch.cat([mu, c], 1).numpy()  # the energy label beside each latent: a joint KDE
     GridSurrogate(cfg, net, latents).save(out)
     return out

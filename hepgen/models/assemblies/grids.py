@@ -19,8 +19,14 @@ energy E (``c`` = E / E_max in (0, 1]).
   (:func:`sorted_kernel_mmd`). Sampling draws the latent from N(0, 1) or, for pions
   (ch. 7), from a KDE of the encoded training latents (bandwidth 0.1).
 
-Not yet here from ch. 7: minibatch discrimination, the resetting critic and the
-batch-comparison loss of the pion BIB-AE.
+The pion BIB-AE of ch. 7 (L2011-2093; on by default for ``ild-pions``): cells below 0.1
+MIP cut from the training showers; **minibatch discrimination** in the difference critic
+(:class:`MinibatchFeatures`); an additional **resetting critic**, re-initialised at every
+epoch so that it is not blind to the sparse outer cells; the Post Processor's extra
+losses (a second, coarser MMD kernel, MSE + MAE of the sorted cell vectors, and the
+**batch comparison**: MSE of the batch-mean showers); and the KDE in (latent, energy)
+jointly, sampled for a requested energy by keeping draws whose energy label lies close
+to it (the seed's rejection sampling).
 
 Written by hand: no library provides these calorimeter GAN/BIB-AE architectures; the
 layers are plain ``torch.nn``.
@@ -70,8 +76,11 @@ def grid_config(model: str, geometry: str, override: dict | None = None) -> dict
         raise OptionError(f"{model} needs a grid geometry (ild-photons, ild-pions), not {geometry}")
     base = {"model": model, "geometry": geometry, "network": {}, "training": {}, "sampler": {}}
     base = merge_config(base, THESIS[model])
-    if model == "bib-ae" and geo.particle == "pion":
-        base["sampler"]["latent"] = "kde"  # ch. 7: KDE latent sampling
+    if model == "bib-ae" and geo.particle == "pion":  # ch. 7, L2011-2093
+        base["sampler"]["latent"] = "kde"
+        base["network"]["minibatch"] = True
+        base["training"].update(resetting_critic=True, cell_cut=0.05, mmd_alpha2=20.0, pp_sorted=1.0,
+                                pp_batch_mean=1.0)
     unknown = set(override or {}) - set(base)
     if unknown:
         raise OptionError(f"--config: unknown section(s) {', '.join(sorted(unknown))}; allowed: {', '.join(base)}")
@@ -126,16 +135,56 @@ class GridTrunk(nn.Module):
         return self.fc(torch.cat([self.conv(torch.log1p(x.clamp(min=0))).flatten(1), c], 1))
 
 
-class GridCritic(nn.Module):
-    """score (B,) of showers given c; ``in_channels`` = 2 for the difference critic (x, x - x')."""
+class MinibatchFeatures(nn.Module):
+    """Minibatch discrimination for a critic (seed 001 L2047-2052, after Salimans et al.,
+    arXiv:1606.03498): per shower the sum and standard deviation of its cells, directly and
+    of log(1 + |E|) (the cell energies span decades), for every input channel; the pairwise
+    absolute differences of these within the batch are embedded by a small network and
+    averaged over the partners, so each shower's features tell how it differs from the rest
+    of its batch.
 
-    def __init__(self, shape, channels: int = 64, in_channels: int = 1, **_):
+    Args:
+        in_channels: channels of the critic's input.
+        out: size of the returned feature per shower.
+        hidden: width of the pair embedding.
+    """
+
+    def __init__(self, in_channels: int = 1, out: int = 16, hidden: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4 * in_channels, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, out),
+                                 nn.LeakyReLU(0.2))
+        self.out = out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(2) if x.dim() == 5 else x.flatten(1)[:, None]
+        logx = torch.sign(flat) * torch.log1p(flat.abs())
+        f = torch.cat([flat.sum(-1), flat.std(-1), logx.sum(-1), logx.std(-1)], -1)
+        f = torch.sign(f) * torch.log1p(f.abs())
+        return self.net((f[:, None] - f[None]).abs()).mean(1)
+
+
+class GridCritic(nn.Module):
+    """score (B,) of showers given c; ``in_channels`` = 2 for the difference critic (x, x - x');
+    ``minibatch`` adds :class:`MinibatchFeatures` to the head's input."""
+
+    def __init__(self, shape, channels: int = 64, in_channels: int = 1, minibatch: bool = False, **_):
         super().__init__()
         self.trunk = GridTrunk(shape, in_channels, channels)
-        self.head = nn.Linear(128, 1)
+        self.minibatch = MinibatchFeatures(in_channels) if minibatch else None
+        self.head = nn.Linear(128 + (self.minibatch.out if minibatch else 0), 1)
 
     def forward(self, x, c):
-        return self.head(self.trunk(x, c))[:, 0]
+        h = self.trunk(x, c)
+        if self.minibatch is not None:
+            h = torch.cat([h, self.minibatch(x)], 1)
+        return self.head(h)[:, 0]
+
+
+def reset_parameters(module: nn.Module) -> None:
+    """Re-initialise every layer of ``module`` as at construction (the resetting critic)."""
+    for m in module.modules():
+        if m is not module and hasattr(m, "reset_parameters"):
+            m.reset_parameters()
 
 
 class EnergyConstrainer(nn.Module):
@@ -231,9 +280,13 @@ def build_grid_networks(cfg: dict) -> dict[str, nn.Module]:
     geo = load_geometry(cfg["geometry"])
     shape, net = geo.grid_shape, cfg["network"]
     if cfg["model"] == "bib-ae":
-        return {"bibae": BIBAE(shape, **net), "critic": GridCritic(shape, net.get("channels", 64), in_channels=2),
+        critic = dict(channels=net.get("channels", 64), in_channels=2, minibatch=bool(net.get("minibatch", False)))
+        nets = {"bibae": BIBAE(shape, **net), "critic": GridCritic(shape, **critic),
                 "latent_critic": nn.Sequential(nn.Linear(net.get("latent", 24), 64), nn.LeakyReLU(0.2),
                                                nn.Linear(64, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1))}
+        if cfg.get("training", {}).get("resetting_critic"):
+            nets["reset_critic"] = GridCritic(shape, **critic)
+        return nets
     nets = {"generator": GridGenerator(shape, **net), "critic": GridCritic(shape, **net)}
     if cfg["model"] == "wgan-3d":
         nets["constrainer"] = EnergyConstrainer(shape)
@@ -275,12 +328,33 @@ class GridSurrogate:
         latents = np.load(folder / "latents.npy") if (folder / "latents.npy").exists() else None
         return cls(cfg, net, latents)
 
-    def _latent(self, n: int, gen: torch.Generator) -> torch.Tensor:
+    def _latent(self, c: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Latents for the energy labels ``c`` (B, 1): N(0, 1), or the KDE of the encoded
+        training latents (Gaussian kernel, bandwidth 0.1; seed 001 L2027-2040). Where the
+        stored latents carry their energy label (last column) the KDE is joint in (latent,
+        label) and a draw for label c keeps a training point whose label lies within 0.02
+        of it (the seed's rejection sampling; the nearest 16 points where none does)."""
         dim = self.cfg["network"].get("latent", 24)
-        if self.cfg.get("sampler", {}).get("latent") == "kde" and self.latents is not None:
-            idx = torch.randint(len(self.latents), (n,), generator=gen)
-            return torch.as_tensor(self.latents)[idx] + 0.1 * torch.randn(n, dim, generator=gen)
-        return torch.randn(n, dim, generator=gen)
+        n = len(c)
+        if self.cfg.get("sampler", {}).get("latent") != "kde" or self.latents is None:
+            return torch.randn(n, dim, generator=gen)
+        lat = torch.as_tensor(self.latents, dtype=torch.float32)
+        if lat.shape[1] == dim:  # latents without labels
+            idx = torch.randint(len(lat), (n,), generator=gen)
+        else:
+            order = torch.argsort(lat[:, dim])
+            lat, labels = lat[order], lat[order, dim].contiguous()
+            target = c[:, 0].float()
+            lo = torch.searchsorted(labels, target - 0.02)
+            hi = torch.searchsorted(labels, target + 0.02)
+            k = min(8, len(labels) // 2)
+            near = torch.searchsorted(labels, target).clamp(k, len(labels) - k)
+            narrow = (hi - lo) < 2 * k
+            lo = torch.where(narrow, near - k, lo).clamp(min=0)
+            hi = torch.where(narrow, near + k, hi).clamp(max=len(labels))
+            idx = lo + (torch.rand(n, generator=gen) * (hi - lo)).long()
+            idx = torch.minimum(idx, hi - 1)
+        return lat[idx, :dim] + 0.1 * torch.randn(n, dim, generator=gen)
 
     @torch.inference_mode()
     def sample(self, num: int, seed: int = 0, batch_size: int | None = None, energies=None, device=None,
@@ -302,7 +376,7 @@ class GridSurrogate:
         for s in tqdm(starts, desc="sampling", unit="batch", disable=not progress or len(starts) < 2):
             c = torch.as_tensor(e[s:s + batch_size] / hi, dtype=torch.float32)[:, None]
             if self.cfg["model"] == "bib-ae":
-                z = self._latent(len(c), gen)
+                z = self._latent(c, gen)
                 x = self.network.decode(z.to(device), c.to(device), post=True, generator=gen)
             else:
                 z = torch.randn(len(c), self.cfg["network"].get("latent", 100), generator=gen)
