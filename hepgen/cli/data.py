@@ -165,3 +165,42 @@ def events(
     typer.echo(f"wrote {num_events} {process.value} events to {out} ({num_events / summary.seconds:.1f} events/s; "
                f"{summary.efficiency:.0%} of {summary.generated} generated passed the selection, "
                f"sigma x eff = {summary.selected_sigma_pb:.4g} pb)")
+
+
+class DijetProcess(str, Enum):
+    qcd = "qcd"
+    wprime = "wprime"
+
+
+@app.command("dijets")
+def dijets(
+    process: DijetProcess = typer.Option(..., "--process", help="qcd (HardQCD, pT-hat > 1.1 TeV) or wprime "
+                                         "(the LHCO R&D signal W'(3.5 TeV) -> X(500 GeV) Y(100 GeV), X, Y -> qq)."),
+    num_events: int = typer.Option(..., "--num-events", help="Number of events passing the 1.2 TeV jet trigger."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same file."),
+    out: Path = typer.Option(..., "--out", help="Output HDF5 file (features with columns, mjj, jets)."),
+    workers: int = typer.Option(None, "--workers", help="Local worker processes [default: all cores]."),
+    scheduler: str = typer.Option(None, "--scheduler", help="Address of a Dask scheduler to run on instead."),
+    mpi: bool = typer.Option(False, "--mpi/--no-mpi", help="Multi-parton interactions (off: faster, lighter jets)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """LHCO-like dijet events: Pythia 8, anti-kT R=1.0 (FastJet), the features mjj, mj1, mj1-mj2, tau21 of both jets."""
+    import time
+
+    from hepgen.data.dijets import write_dijets
+    from hepgen.errors import OptionError
+    from hepgen.simulate.dijets import generate_dijets
+
+    if num_events <= 0:
+        raise OptionError(f"--num-events must be positive, got {num_events}")
+    if not out.parent.exists():
+        raise OptionError(f"--out: folder {out.parent} does not exist")
+    if out.is_dir():
+        raise OptionError(f"--out: {out} is a folder")
+    start = time.perf_counter()
+    sample = generate_dijets(process.value, num_events, seed=seed, workers=workers, scheduler=scheduler, mpi=mpi,
+                             progress=progress)
+    elapsed = time.perf_counter() - start
+    write_dijets(sample, out)
+    typer.echo(f"wrote {len(sample)} {process.value} dijet events to {out} ({len(sample) / elapsed:.1f} events/s; "
+               f"{len(sample) / sample.attrs['generated']:.0%} of {sample.attrs['generated']} generated passed the trigger)")

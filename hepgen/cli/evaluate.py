@@ -102,3 +102,24 @@ def hits(
         raise OptionError(f"--num-pairs must be positive, got {num_pairs}")
     result = evaluate_hits(real, gen, out, truth_floor, num_pairs=num_pairs, echo=typer.echo)
     typer.echo(f"report: {result.report}")
+
+
+@app.command("anomaly")
+def anomaly(
+    run: Path = typer.Option(..., "--run", help="Run folder of hepgen anomaly train."),
+    background: Path = typer.Option(..., "--background", help="Background events (e.g. hepgen data dijets --process qcd, another seed)."),
+    signal: Path = typer.Option(..., "--signal", help="Signal events (e.g. hepgen data dijets --process wprime)."),
+    out: Path = typer.Option(..., "--out", help="Report folder (metrics.json, report.html, plots)."),
+    region_only: bool = typer.Option(True, "--signal-region-only/--all-events", help="Judge only events in the run's signal region (CWoLa), or all."),
+    bootstrap: int = typer.Option(20, "--bootstrap", help="Bootstrap replicas for the errors (0: no errors)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap replicas."),
+) -> None:
+    """AUC, maximal significance improvement, 1/eps_B at eps_s = 0.2 and 0.3; ROC and SI curves, HTML report."""
+    from hepgen.errors import OptionError
+    from hepgen.evaluate.anomaly import evaluate_anomaly
+
+    if bootstrap < 0:
+        raise OptionError(f"--bootstrap must be >= 0, got {bootstrap}")
+    result = evaluate_anomaly(run, background, signal, out, region_only=region_only, bootstrap=bootstrap, seed=seed,
+                              echo=typer.echo)
+    typer.echo(f"report: {result.report}")

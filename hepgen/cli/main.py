@@ -11,6 +11,7 @@ import warnings
 
 import typer
 
+from hepgen.cli.anomaly import app as anomaly_app
 from hepgen.cli.bench import app as bench_app
 from hepgen.cli.data import app as data_app
 from hepgen.cli.evaluate import app as evaluate_app
@@ -29,6 +30,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(bench_app, name="bench")
 app.add_typer(study_app, name="study")
+app.add_typer(anomaly_app, name="anomaly")
 app.command("train")(train)
 app.command("sample")(sample)
 app.command("models")(models)

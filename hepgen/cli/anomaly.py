@@ -1,0 +1,106 @@
+"""``hepgen anomaly ...``: train anomaly detectors and score samples with them (issue 14)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Tuple
+
+import typer
+
+app = typer.Typer(help="Anomaly detection: train a detector, score a sample.", no_args_is_help=True)
+
+
+class Method(str, Enum):
+    nae = "nae"
+    anomaly_clr = "anomaly-clr"
+    dark_clr = "dark-clr"
+    cwola = "cwola"
+
+
+@app.command("train")
+def train(
+    method: Method = typer.Argument(..., help="nae (normalised autoencoder), anomaly-clr, dark-clr or cwola "
+                                    "(classification without labels on LHCO-like dijets)."),
+    data: Path = typer.Option(..., "--data", help="Training data (cwola: a dijet file of hepgen data dijets)."),
+    out: Path = typer.Option(..., "--out", help="Run folder to write."),
+    signal: Path = typer.Option(None, "--signal", help="cwola: a signal dijet file to inject into --data at --s-over-b."),
+    s_over_b: float = typer.Option(None, "--s-over-b", help="cwola: injected signal events per background event of --data (e.g. 0.01)."),
+    signal_region: Tuple[float, float] = typer.Option((3300.0, 3700.0), "--signal-region", help="cwola: LO HI of the signal region in m_jj [GeV]."),
+    sidebands: float = typer.Option(200.0, "--sidebands", help="cwola: width of each sideband in m_jj [GeV]."),
+    folds: int = typer.Option(5, "--folds", help="cwola: k of the k-fold."),
+    epochs: int = typer.Option(50, "--epochs", help="Training epochs (cwola: per fold)."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Mini-batch size."),
+    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    ensemble: int = typer.Option(10, "--ensemble", help="cwola: lowest-validation-loss checkpoints kept per fold."),
+    max_events: int = typer.Option(None, "--max-events", help="Read at most this many events of --data."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the injection, folds, initialisation and batches."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Train an anomaly detector (METHOD: nae, anomaly-clr, dark-clr or cwola) on --data and write a run folder."""
+    from hepgen.errors import OptionError
+
+    if method is not Method.cwola:
+        raise OptionError(f"anomaly train {method.value}: not implemented yet (only cwola is)")
+    from tqdm.auto import tqdm
+
+    from hepgen.data.dijets import read_dijets
+    from hepgen.training.anomaly import CWoLaConfig, check_regions, inject_signal, train_cwola, write_cwola_run
+
+    if (signal is None) != (s_over_b is None):
+        raise OptionError("--signal and --s-over-b go together")
+    if max_events is not None and max_events <= 0:
+        raise OptionError(f"--max-events must be positive, got {max_events}")
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out: {out} exists and is not a folder")
+    if not out.parent.exists():
+        raise OptionError(f"--out: parent folder {out.parent} does not exist")
+    config = CWoLaConfig(signal_region=tuple(signal_region), sideband=sidebands,
+                         folds=folds, epochs=epochs, batch_size=batch_size, lr=lr, ensemble=ensemble, seed=seed)
+    config.check()
+    sample = read_dijets(data, max_events)
+    info = {"data": str(data)}
+    if signal is not None:
+        sample = inject_signal(sample, read_dijets(signal), s_over_b, seed=seed)
+        info.update(signal=str(signal), s_over_b=s_over_b)
+    check_regions(sample, config)
+    bar = tqdm(total=config.folds * config.epochs, desc="CWoLa", unit="epoch", disable=not progress, dynamic_ncols=True)
+    try:
+        result = train_cwola(sample, config, progress=bar.update)
+    finally:
+        bar.close()
+    write_cwola_run(result, sample, out, info)
+    first = [r[2] for r in result.losses if r[1] == 1]
+    last = [r[2] for r in result.losses if r[1] == config.epochs]
+    typer.echo(f"trained CWoLa ({config.folds} folds x {config.epochs} epochs, {len(sample)} events, "
+               f"{int(result.in_sr.sum())} in the SR, {int(result.in_sb.sum())} in the sidebands) in "
+               f"{result.seconds:.0f} s; train loss {sum(first) / len(first):.4f} -> {sum(last) / len(last):.4f}; run: {out}")
+    kfold = out / "kfold_metrics.json"
+    if kfold.is_file():
+        import json
+
+        m = json.loads(kfold.read_text())
+        typer.echo("k-fold scores in the SR: " + ", ".join(
+            f"{k} {v['value']:.3g}" for k, v in m.items() if v["value"] is not None))
+
+
+@app.command("score")
+def score(
+    run: Path = typer.Argument(..., help="Run folder of hepgen anomaly train."),
+    data: Path = typer.Option(..., "--data", help="Events to score (the format the run was trained on)."),
+    out: Path = typer.Option(..., "--out", help="Output HDF5 file (score, probability, in_region, mjj, label)."),
+) -> None:
+    """Anomaly scores of --data (higher: more signal-like)."""
+    from hepgen.data.dijets import read_dijets
+    from hepgen.errors import OptionError
+    from hepgen.training.anomaly import read_run, score_run, write_scores
+
+    if out.is_dir():
+        raise OptionError(f"--out: {out} is a folder")
+    if not out.parent.exists():
+        raise OptionError(f"--out: folder {out.parent} does not exist")
+    meta = read_run(run)
+    sample = read_dijets(data)
+    scores = score_run(run, sample)
+    write_scores(scores, sample, out, attrs={"run": str(run), "method": meta["method"], "data": str(data)})
+    typer.echo(f"wrote {len(sample)} scores ({int(scores.in_region.sum())} in the run's region) to {out}")
