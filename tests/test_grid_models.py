@@ -105,3 +105,27 @@ def test_pion_bibae_refinements():
     surrogate.cfg, surrogate.latents = cfg, np.concatenate([lat, c], 1).astype(np.float32)
     z = surrogate._latent(torch.tensor([[0.2]] * 50 + [[0.9]] * 50), torch.Generator().manual_seed(1))
     assert (z[:50] < -2).all() and (z[50:] > 2).all()
+
+
+def test_grid_bench_reports_per_energy_observables_and_the_seeds_timings(grid_files, tmp_path):
+    import json
+
+    from hepgen.bench.calo import bench_calo
+    from hepgen.cli.main import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_BIB))
+    run = tmp_path / "run"
+    assert main(["train", "bib-ae", "--data", str(grid_files["ild-photons"]), "--config", str(cfg), "--max-epochs",
+                 "1", "--out", str(run), "--no-progress"]) == 0
+    floor = tmp_path / "floor.h5"
+    assert main(["data", "calo", "--geometry", "ild-photons", "--num-showers", "64", "--seed", "9", "--out",
+                 str(floor), "--workers", "1", "--no-progress"]) == 0
+    res = bench_calo([str(run)], grid_files["ild-photons"], floor, tmp_path / "bench", tmp_path / "work",
+                     classifier_epochs=1, classifier_runs=1, batches=(1, 100), echo=lambda *a: None)
+    row = res["models"][str(run)]
+    assert "metrics_calochallenge" not in row and row["parameters"] > 0  # the challenge's recipe is not for grids
+    assert "grid_e_vis_mu90_per_energy_max_dev" in row["metrics"]
+    md = (tmp_path / "bench" / "calo_bench_ild-photons.md").read_text()
+    assert "Grid observables" in md and "4082" in md  # seed 001 Table 6.1, Geant4 per shower
+    assert json.loads((tmp_path / "bench" / "calo_bench_ild-photons.json").read_text())["floor"]

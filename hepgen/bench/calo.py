@@ -31,12 +31,28 @@ DATASET_OF = {"ds1-photons": "ds1_photons", "ds1-pions": "ds1_pions", "ds2": "ds
 PUBLISHED = Path(__file__).with_name("results_summary.csv")
 
 
+#: per-shower times of seed 001 for context (one core of a Xeon E5-2640 v4; GPU V100 / A100):
+#: Table 6.1 (photons, 10-100 GeV) and Table 7.1 (pions); Geant4 there, our stand-in here
+SEED_TIMES = {
+    "ild-photons": [("Geant4 (CPU)", 4082.0), ("WGAN (CPU)", 57.99), ("BIB-AE (CPU)", 418.04),
+                    ("WGAN (GPU)", 3.25), ("BIB-AE (GPU)", 1.42)],
+    "ild-pions": [("Geant4 (CPU)", 2684.0), ("WGAN (CPU)", 47.923), ("BIB-AE (CPU)", 350.82),
+                  ("WGAN (GPU)", 0.264), ("BIB-AE (GPU)", 2.051)],
+}
+
+
 def published_rows(geometry: str) -> list[dict]:
     """The final CaloChallenge table rows for ``geometry`` (Krause et al., arXiv:2410.21611)."""
     if geometry not in DATASET_OF or not PUBLISHED.is_file():
         return []
     with PUBLISHED.open() as f:
         return [r for r in csv.DictReader(f) if r["dataset"] == DATASET_OF[geometry]]
+
+
+def _parameters(surrogate) -> int:
+    """Parameters of a calorimeter or grid surrogate (a property of the one, a method of the other)."""
+    n = surrogate.num_parameters
+    return int(n() if callable(n) else n)
 
 
 def time_model(surrogate, batch: int, repeats_showers: int, **kw) -> float:
@@ -104,6 +120,8 @@ def bench_calo(models: list[str], reference: Path, floor: Path | None, out: Path
     from hepgen.evaluate.calo import PROTOCOLS
 
     protocols = tuple(dict.fromkeys(protocols))
+    if shower_file_info(reference)[1].kind == "grid":  # the challenge's recipe is for its own geometries
+        protocols = tuple(p for p in protocols if p != "calochallenge") or ("hepgen",)
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown or not protocols:
         raise OptionError(f"--protocol: unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(PROTOCOLS)}")
@@ -165,6 +183,29 @@ def bench_calo(models: list[str], reference: Path, floor: Path | None, out: Path
                     continue
                 md.append(f"| {name} | {_fmt(m, 'auc_low')} | {_fmt(m, 'auc_high')} | {_fmt_scaled(m, 'fpd')} | "
                           f"{_fmt_scaled(m, 'kpd')} | {_fmt(m, 'per_energy_sep_max', 4)} |")
+        if geo.kind == "grid":
+            md += ["", "## Grid observables (seed 001 ch. 6-7)", "",
+                   "Per incident-energy bin (10 bins of E_inc): the largest |gen / ref - 1| of mu90 and sigma90 "
+                   "of the visible energy (issue target: 1 % and 10 %); the hit-energy spectrum's separation power "
+                   "(target < 0.05).", "",
+                   "| model | E_vis mu90 max dev | E_vis sigma90 max dev | n_hits mu90 max dev | sep. hit spectrum | "
+                   "ms/shower b=1 | b=100 | b=10000 | speed-up vs stand-in (b=100) |",
+                   "|---|---|---|---|---|---|---|---|---|"]
+            grid_rows = [("truth floor (reference vs reference)", results.get("floor"), None)]
+            grid_rows += [(name, r["metrics"], r["ms_per_shower"]) for name, r in results["models"].items()]
+            for name, m, t in grid_rows:
+                if not m:
+                    continue
+                times = (" | ".join(f"{t.get(str(b), float('nan')):.2f}" for b in batches)
+                         + f" | {results['reference_ms_per_shower'] / t.get('100', float('nan')):.1f}x"
+                         if t else " | ".join("–" for _ in batches) + " | –")
+                md.append(f"| {name} | {_fmt(m, 'grid_e_vis_mu90_per_energy_max_dev', 4)} | "
+                          f"{_fmt(m, 'grid_e_vis_sigma90_per_energy_max_dev', 4)} | "
+                          f"{_fmt(m, 'grid_n_hits_mu90_per_energy_max_dev', 4)} | "
+                          f"{_fmt(m, 'sep_grid_hit_energy', 4)} | {times} |")
+            md += ["", "Seed 001's per-shower times for context (Tables 6.1, 7.1; Geant4 on a Xeon E5-2640 v4 core, "
+                   "GPUs V100 / A100; not this machine):", "", "| simulator | ms per shower |", "|---|---|"]
+            md += [f"| {who} | {ms:g} |" for who, ms in SEED_TIMES.get(geometry, [])]
         rows = published_rows(geometry)
         if rows:
             md += ["", "## Published CaloChallenge rows for context (Geant4 reference; their hardware)", "",
@@ -216,7 +257,7 @@ def bench_calo(models: list[str], reference: Path, floor: Path | None, out: Path
             echo(f"{name}: timing at batch {b} ...")
             timing[str(b)] = time_model(surrogate, b, 20 if b == 1 else b, method=solver, steps=steps)
         results["models"][name] = {**row, "ms_per_shower": timing,
-                                   "parameters": surrogate.num_parameters,
+                                   "parameters": _parameters(surrogate),
                                    "sampler": {"method": solver or surrogate.cfg.get("sampler", {}).get("method"),
                                                "steps": steps or surrogate.cfg.get("sampler", {}).get("steps")}}
         if "metrics" not in results["models"][name]:
@@ -227,4 +268,4 @@ def bench_calo(models: list[str], reference: Path, floor: Path | None, out: Path
     return results
 
 
-__all__ = ["bench_calo", "published_rows", "time_model", "time_reference"]
+__all__ = ["SEED_TIMES", "bench_calo", "published_rows", "time_model", "time_reference"]

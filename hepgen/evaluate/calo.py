@@ -228,6 +228,10 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         if f"{key}_real" in metrics:
             rows.append((f"{label} ref / gen",
                          f"{metrics[f'{key}_real']['value']:.4g} / {metrics[f'{key}_gen']['value']:.4g}"))
+    for key, label in (("grid_e_vis_mu90", "E_vis mu90"), ("grid_e_vis_sigma90", "E_vis sigma90")):
+        if f"{key}_per_energy_max_dev" in metrics:
+            rows.append((f"{label} gen / ref per E_inc bin: max |ratio - 1|",
+                         f"{metrics[f'{key}_per_energy_max_dev']['value']:.4f}"))
     add("max |corr. difference|", "grid_corr_max_abs_diff", "{:.3f}")
     timing = metrics.get("timing_s", {})
     if timing:
@@ -811,6 +815,26 @@ def _compute(real: _Scan, gen: _Scan, geo: CaloGeometry, protocol: str, recipe: 
                     n90 = max(1, int(0.9 * len(g)))
                     metrics[f"grid_{name}_mu90_{tag}"] = _mv(mu, sigma / np.sqrt(n90))
                     metrics[f"grid_{name}_sigma90_{tag}"] = _mv(sigma, sigma / np.sqrt(2 * n90))
+            # per incident-energy bin (seed 001 Figs. 6.9, 7.11): mu90 / sigma90 of the visible
+            # energy and of n_hits, the generated over the reference value, in 10 bins of E_inc
+            # (fewer for small samples: at least ~50 reference showers a bin)
+            n_bins = int(np.clip(len(g_real) // 50, 1, 10))
+            edges = np.linspace(g_real.e_inc.min(), g_real.e_inc.max() + 1e-6, n_bins + 1)
+            for name in ("e_vis", "n_hits"):
+                ratios = {"mu90": [], "sigma90": []}
+                for lo_e, hi_e in zip(edges[:-1], edges[1:]):
+                    sr = (g_real.e_inc >= lo_e) & (g_real.e_inc < hi_e)
+                    sg = (g_gen.e_inc >= lo_e) & (g_gen.e_inc < hi_e)
+                    if sr.sum() < 10 or sg.sum() < 10:
+                        continue
+                    (mr, sdr), (mg, sdg) = mu90_sigma90(getattr(g_real, name)[sr]), mu90_sigma90(getattr(g_gen, name)[sg])
+                    if mr > 0 and sdr > 0:
+                        ratios["mu90"].append(mg / mr)
+                        ratios["sigma90"].append(sdg / sdr)
+                for stat, values in ratios.items():
+                    if values:
+                        dev = np.abs(np.asarray(values) - 1.0)
+                        metrics[f"grid_{name}_{stat}_per_energy_max_dev"] = _mv(float(dev.max()))
             c_real = correlation_matrix(g_real.correlation_inputs())
             c_gen = correlation_matrix(g_gen.correlation_inputs())
             metrics["grid_corr_max_abs_diff"] = _mv(np.abs(c_gen - c_real).max())
