@@ -4,6 +4,9 @@
 (``checkpoints/energy.ckpt``, ``checkpoints/shape.ckpt``): the energy network, then the
 shape network (EMA of its weights for sampling), then the bespoke solvers against
 reference solves of the frozen shape network. ``caloinn`` is one maximum-likelihood fit.
+``caloinn-vae`` trains in two stages (seed 002 L972): the beta-VAE (``checkpoints/vae.ckpt``),
+then the INN on its latent (``checkpoints/inn.ckpt``, config section ``inn_training``;
+``training.vae_share`` of ``--max-time`` for the VAE).
 ``--max-time`` is shared between the stages (``training.energy_share`` for the energy
 network). The run folder holds config.yaml, transform.json, weights.pt, checkpoints and
 the Lightning CSV logs, and samples with ``hepgen sample RUN_DIR`` alone.
@@ -27,7 +30,7 @@ from hepgen.models.assemblies.calo import CaloSurrogate, calo_config
 from hepgen.models.blocks.bespoke import train_bespoke
 from hepgen.training.fit import fit_stage
 from hepgen.training.ema import warm_ema
-from hepgen.training.modules import FlowMatchingModule, NLLModule, TrainingModule
+from hepgen.training.modules import FlowMatchingModule, LatentNLLModule, NLLModule, TrainingModule, VAEModule
 from hepgen.config import merge_config, read_config
 from hepgen.training.run import check_run_options
 from hepgen.transforms.calo import CaloShowerTransform
@@ -113,7 +116,7 @@ def train_calo_model(model: str, data: str | os.PathLike, out: str | os.PathLike
                      max_epochs: int | None = None, max_time: float | None = None, seed: int = 0,
                      resume: bool = False, progress: bool = True, override: dict | None = None,
                      devices="auto", num_nodes: int = 1, num_showers: int | None = None) -> Path:
-    """Train ``calodream``, ``caloinn`` or ``mdma-calo`` on the showers in ``data``; returns the run folder."""
+    """Train ``calodream``, ``caloinn``, ``caloinn-vae`` or ``mdma-calo`` on the showers in ``data``; returns the run folder."""
     out = check_run_options(out, resume, max_epochs, max_time)
     if model == "mdma-calo":
         return _train_points(data, out, config, override, max_epochs, max_time, seed, resume, progress, devices,
@@ -133,6 +136,7 @@ def train_calo_model(model: str, data: str | os.PathLike, out: str | os.PathLike
     transform.fit(showers, e_inc)
     u, x, c = transform.transform(showers, e_inc)
     u_lat = transform.u_to_latent(u)
+    fractions = transform.fractions(showers) if model == "caloinn-vae" else None
     del showers
     networks = CaloSurrogate.build(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -146,6 +150,10 @@ def train_calo_model(model: str, data: str | os.PathLike, out: str | os.PathLike
         module = NLLModule(networks["flow"], **{"weight_decay": 0.01, **training})  # AdamW default, as trained
         fit_stage(module, loader, out, "inn", epochs, max_time, resume, progress, devices, num_nodes)
         networks = {"flow": module.flow.cpu().eval()}
+        solvers = {}
+    elif model == "caloinn-vae":
+        networks = _fit_vae_inn(networks, tensors, torch.as_tensor(fractions, dtype=torch.float32), cfg, out,
+                                max_epochs, max_time, resume, progress, devices, num_nodes)
         solvers = {}
     else:
         share = float(training.get("energy_share", 0.2))
@@ -163,6 +171,47 @@ def train_calo_model(model: str, data: str | os.PathLike, out: str | os.PathLike
     surrogate = CaloSurrogate(cfg, transform, networks, solvers)
     surrogate.save(out)
     return out
+
+
+def _fit_vae_inn(networks: dict, tensors: list, fractions: torch.Tensor, cfg: dict, out: Path, max_epochs,
+                 max_time, resume, progress, devices, num_nodes) -> dict:
+    """VAE+INN, two stages (seed 002 L972), each through :func:`fit_stage`:
+
+    1. ``vae``: the beta-VAE reads the standardised logits x of the shower and is scored
+       by its Bernoulli decoder on the layer fractions in [0, 1] (the normalised shower
+       before the logit: the Bernoulli likelihood of eq. 4.8 needs targets in [0, 1], and
+       fractions of the layer energy are that by construction; the logits are the
+       preprocessed encoder input of Appendix B), conditioned on (c, u).
+    2. ``inn``: the encoder means and standard deviations of every training shower,
+       standardised by the statistics of the means (kept in the VAE's buffers, so the
+       flow's splines on [-5, 5] see unit-scale inputs), are the INN's data: each step
+       draws z ~ N(mu, sigma) and fits (u, z) given c.
+    """
+    u_lat, x, c = tensors
+    training, inn_training = cfg["training"], cfg.get("inn_training", {})
+    cond = torch.cat([c, u_lat], 1)
+    started = time.perf_counter()
+    vae_loader = DataLoader(TensorDataset(x, fractions, cond), batch_size=int(training.get("batch_size", 256)),
+                            shuffle=True)
+    vae_module = VAEModule(networks["vae"], **training)
+    share = float(training.get("vae_share", 0.6))
+    fit_stage(vae_module, vae_loader, out, "vae", int(max_epochs or training.get("epochs", 1000)),
+              max_time * share if max_time else None, resume, progress, devices, num_nodes)
+    vae = vae_module.sampling_network().cpu().eval()
+    with torch.no_grad():
+        stats = [vae.encode(x[lo:lo + 4096], cond[lo:lo + 4096]) for lo in range(0, len(x), 4096)]
+        mu, logvar = torch.cat([s[0] for s in stats]), torch.cat([s[1] for s in stats])
+        std = mu.std(0)
+        vae.latent_mean.copy_(mu.mean(0))
+        vae.latent_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+        mu_s, sigma_s = vae.standardise(mu), torch.exp(0.5 * logvar) / vae.latent_std
+    inn_loader = DataLoader(TensorDataset(u_lat, mu_s, sigma_s, c), batch_size=int(inn_training.get("batch_size", 256)),
+                            shuffle=True)
+    inn_module = LatentNLLModule(networks["flow"], **inn_training)
+    used = (time.perf_counter() - started) / 60
+    fit_stage(inn_module, inn_loader, out, "inn", int(max_epochs or inn_training.get("epochs", 200)),
+              max(max_time * 0.95 - used, 0.1) if max_time else None, resume, progress, devices, num_nodes)
+    return {"vae": vae, "flow": inn_module.flow.cpu().eval()}
 
 
 def fit_bespoke_solvers(shape_net, c: torch.Tensor, u_lat: torch.Tensor, sampler: dict, seed: int = 0,

@@ -9,7 +9,9 @@
   critic frozen during the generator step.
 * :class:`FlowMatchingModule` -- conditional flow matching (optionally OT-CFM).
 * :class:`NLLModule` / :class:`FlowNLLModule` -- maximum likelihood of ``zuko`` flows /
-  of the flattened-cloud flows with the optional mass constraint of NF(cc).
+  of the flattened-cloud flows with the optional mass constraint of NF(cc);
+  :class:`LatentNLLModule` -- the INN of the VAE+INN on draws from the encoder.
+* :class:`VAEModule` -- the beta-VAE loss (:func:`hepgen.models.blocks.vae.beta_vae_loss`).
 
 ``sampling_network()`` returns the network to sample with (the EMA copy when there is
 one); every module runs unchanged on CPU, one GPU or several (DDP).
@@ -214,6 +216,60 @@ class NLLModule(TrainingModule):
         nll = -self.flow(c[0] if c else None).log_prob(y).mean() / y.shape[1]
         self.log("nll_per_dim", nll, prog_bar=True, batch_size=len(y))
         return nll
+
+
+class LatentNLLModule(NLLModule):
+    """The INN step of the VAE+INN (seed 002 L972: "we pass the encoder means and the
+    standard deviations, as well as the energy variables to the INN"): on batches
+    ``(u, mu, sigma, context)`` each step draws z ~ N(mu, sigma) afresh and maximises the
+    likelihood of (u, z) given the context, as :class:`NLLModule` does."""
+
+    def training_step(self, batch, batch_idx):
+        u, mu, sigma, c = batch
+        return super().training_step((torch.cat([u, mu + sigma * torch.randn_like(mu)], 1), c), batch_idx)
+
+
+class VAEModule(TrainingModule):
+    """A conditional beta-VAE (:class:`hepgen.models.blocks.vae.ConditionalVAE`) on
+    batches ``(x, target, cond)``: the encoder reads x, the Bernoulli decoder is scored
+    on target in [0, 1] (seed 002 eq. 4.8).
+
+    Args:
+        vae: the network.
+        lr: learning rate (Table B.2: 1e-4, constant).
+        beta: weight of the KL term (Table B.2: 1e-9).
+        weight_decay: AdamW weight decay (0: Adam, as in the thesis).
+        ema_decay: warm EMA of the weights for sampling (None: none, as in the thesis).
+        training: the rest of the training section (the schedule keys are read).
+    """
+
+    def __init__(self, vae: torch.nn.Module, lr: float = 1e-4, beta: float = 1e-9, weight_decay: float = 0.0,
+                 ema_decay: float | None = None, **training):
+        super().__init__(schedule_options(training))
+        if beta < 0:
+            raise OptionError(f"training.beta must be non-negative, got {beta}")
+        self.vae, self.lr, self.beta, self.weight_decay = vae, lr, float(beta), weight_decay
+        self.ema = warm_ema(vae, ema_decay)
+
+    def sampled(self):
+        return self.vae
+
+    def configure_optimizers(self):
+        return self.with_schedule(torch.optim.AdamW(self.vae.parameters(), lr=self.lr, weight_decay=self.weight_decay))
+
+    def training_step(self, batch, batch_idx):
+        from hepgen.models.blocks.vae import beta_vae_loss
+
+        x, target, cond = batch
+        logits, mu, logvar = self.vae(x, cond)
+        loss, recon, kl = beta_vae_loss(logits, target, mu, logvar, self.beta)
+        self.log("vae_loss", loss, prog_bar=True, batch_size=len(x))
+        self.log("reconstruction", recon, batch_size=len(x))
+        self.log("kl", kl, batch_size=len(x))
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.update_ema()
 
 
 class FlowNLLModule(TrainingModule):

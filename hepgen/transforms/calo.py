@@ -127,6 +127,18 @@ class CaloShowerTransform(Transform):
             self.u_mean, self.u_std = lu.mean(0), np.where(lu.std(0) > 1e-6, lu.std(0), 1.0)
         return self
 
+    def fractions(self, showers: np.ndarray) -> np.ndarray:
+        """(N, voxels) showers -> each voxel's share of its layer energy, in [0, 1] (each
+        hit layer sums to 1, empty layers are 0): the normalised shower before the logit,
+        the Bernoulli target of the VAE+INN."""
+        showers = np.asarray(showers, np.float64)
+        return self._normalised(showers, layer_energies(showers, self.geometry.layer_boundaries))
+
+    def x_from_fractions(self, y: np.ndarray) -> np.ndarray:
+        """Layer fractions y in [0, 1] -> the standardised logits x of :meth:`transform`
+        (exact inverse of the first step of :meth:`inverse_transform`)."""
+        return (logit(np.clip(np.asarray(y, np.float64), 0, 1), self.alpha) - self.mean) / self.std
+
     def u_to_latent(self, u: np.ndarray) -> np.ndarray:
         """Energy variables -> standardised logits (what the energy networks model)."""
         if self.u_mean is None:

@@ -13,10 +13,16 @@
   colliding hits move to free neighbouring cells (:mod:`hepgen.transforms.calo_points`).
 * ``caloinn`` = one conditional rational-quadratic-spline coupling flow (``zuko``) on
   (u, x) given E_inc, with uniform noise on the voxels and the alpha-logit (Table B.1).
+* ``caloinn-vae`` = the VAE+INN of seed 002 L959-972: a conditional beta-VAE
+  (:mod:`hepgen.models.blocks.vae`, Bernoulli decoder on the layer fractions) compresses
+  the shower to a latent of 50 (300 for DS3); the same RQS coupling flow as ``caloinn``
+  learns (u, standardised latent) given E_inc; sampling runs the flow, then the decoder
+  (its mean lambda as the layer fractions), then the inverse shower parametrisation
+  with the threshold cut (Tables B.1 "INN (with VAE)", B.2).
 
 Both use :class:`hepgen.transforms.calo.CaloShowerTransform` for the parametrisation.
 The thesis hyperparameters are the defaults (``THESIS``); the CPU sizes that can train
-here are ``configs/calodream-cpu.yaml`` / ``caloinn-cpu.yaml``.
+here are ``configs/calodream-cpu.yaml`` / ``caloinn-cpu.yaml`` / ``caloinn-vae-cpu.yaml``.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from hepgen.models.blocks.cfm import SOLVERS, integrate
 from hepgen.models.blocks.embeddings import CosineTimeEmbedding
 from hepgen.transforms.calo import CaloShowerTransform
 
-CALO_MODELS = ("calodream", "caloinn", "mdma-calo")
+CALO_MODELS = ("calodream", "caloinn", "caloinn-vae", "mdma-calo")
 #: mdma-calo: hits per forward pass at most (a batch of 1000 showers of ~4000 hits would
 #: need gigabytes per activation)
 MAX_HITS_PER_PASS = 500_000
@@ -71,6 +77,24 @@ THESIS: dict[str, dict[str, Any]] = {
                      "schedule": "one-cycle"},
         "sampler": {},
     },
+    "caloinn-vae": {
+        # Table B.2: the VAE (DS1 widths; DS2 / DS3 in THESIS_GEOMETRY), constant lr 1e-4,
+        # beta 1e-9, no noise, alpha 1e-6 (Table B.1, INN with VAE); vae_share: the VAE's
+        # part of --max-time
+        "vae": {"latent": 50, "hidden": [5000, 1000, 500]},
+        "flow": {"transforms": 18, "bins": 10, "hidden": 32, "layers": 3, "randperm": True},
+        "training": {"lr": 1e-4, "batch_size": 256, "beta": 1e-9, "alpha": 1e-6, "epochs": 1000,
+                     "schedule": "constant", "vae_share": 0.6},
+        # Table B.1, "INN (with VAE)": 200 epochs, batch 256, one-cycle with maximum 1e-4
+        "inn_training": {"lr": 1e-4, "batch_size": 256, "epochs": 200, "schedule": "one-cycle"},
+        "sampler": {},
+    },
+}
+
+#: per-geometry thesis values over THESIS (Table B.2: VAE widths and latent by dataset)
+THESIS_GEOMETRY: dict[str, dict[str, dict[str, Any]]] = {
+    "caloinn-vae": {"ds2": {"vae": {"hidden": [1500, 1000, 500]}},
+                    "ds3": {"vae": {"latent": 300, "hidden": [2000, 1000, 500]}}},
 }
 
 
@@ -259,6 +283,11 @@ class CaloSurrogate:
                     "shape": ShapeNet(geo.shape, geo.num_layers, **cfg["shape"])}
         if cfg["model"] == "caloinn":
             return {"flow": inn_flow(geo.num_layers + geo.num_voxels, **cfg["flow"])}
+        if cfg["model"] == "caloinn-vae":
+            from hepgen.models.blocks.vae import ConditionalVAE
+
+            vae = ConditionalVAE(geo.num_voxels, 1 + geo.num_layers, **cfg["vae"])  # condition: (c, u)
+            return {"vae": vae, "flow": inn_flow(geo.num_layers + vae.latent, **cfg["flow"])}
         if cfg["model"] == "mdma-calo":
             return {"velocity": MDMACaloVelocity(**cfg["network"], max_particles=geo.num_voxels)}
         raise OptionError(f"unknown calorimeter model {cfg['model']!r}; choose from {', '.join(CALO_MODELS)}")
@@ -394,12 +423,25 @@ class CaloSurrogate:
             flow = self.networks["flow"](c)
             y = flow.transform.inv(z)
             return y[:, :self.geometry.num_layers], y[:, self.geometry.num_layers:]
+        if self.cfg["model"] == "caloinn-vae":
+            return self._sample_vae_inn(c, gen, dev)
         sampler = self.cfg.get("sampler", {})
         u_lat = self.networks["energy"].sample(c, sampler.get("energy_method", "rk4"),
                                                sampler.get("energy_steps", 50), generator=None)
         x0 = torch.randn(b, self.geometry.num_voxels, generator=gen).to(dev)
         x = self.solve_shape(x0, (c, u_lat), method, steps)
         return u_lat, x
+
+    def _sample_vae_inn(self, c, gen, dev):
+        """VAE+INN: the flow samples (u, standardised latent) given c, the decoder maps the
+        latent and (c, u) to the layer fractions lambda, returned as the standardised
+        logits x that :meth:`CaloShowerTransform.inverse_transform` expects."""
+        vae, layers = self.networks["vae"], self.geometry.num_layers
+        z = torch.randn(len(c), layers + vae.latent, generator=gen).to(dev)
+        y = self.networks["flow"](c).transform.inv(z)
+        u_lat = y[:, :layers]
+        lam = vae.decode(vae.unstandardise(y[:, layers:]), torch.cat([c, u_lat], 1))
+        return u_lat, torch.as_tensor(self.transform.x_from_fractions(lam.cpu().double().numpy()))
 
     def solve_shape(self, x0, cond, method, steps):
         shape = self.networks["shape"]
@@ -417,7 +459,7 @@ def calo_config(model: str, geometry: str, override: dict | None = None) -> dict
     geo = load_geometry(geometry)
     if model in ("calodream", "mdma-calo") and not geo.is_regular:
         raise OptionError(f"calodream needs a regular (layer, alpha, r) geometry such as ds2 or ds3, not {geometry}")
-    cfg = merge_config(THESIS[model], override)
+    cfg = merge_config(merge_config(THESIS[model], THESIS_GEOMETRY.get(model, {}).get(geometry)), override)
     if model == "calodream":
         shape, patch = geo.shape, cfg["shape"]["patch"]
         if any(s % p for s, p in zip(shape, patch)):

@@ -9,5 +9,6 @@
                    weight normalisation
 ``cfm``            conditional flow matching (torchcfm) and ODE solvers (torchdiffeq)
 ``flows``          RQS coupling flows (zuko)
+``vae``            conditional beta-VAE with a Bernoulli decoder (CaloINN's VAE+INN)
 =================  ==========================================================
 """
