@@ -18,12 +18,64 @@ def bump_hunt(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """OnlineFlow bump hunt (seed 001 sec. 9.2): BumpHunter significance of the full, prescaled and flow data."""
-    from hepgen.errors import OptionError
     from hepgen.studies.bump_hunt import run
+
+    _check_out(out)
+    run(out, quick=quick, seed=seed, progress=progress, echo=typer.echo)
+    typer.echo(f"report: {out / 'report.html'}")
+
+
+def _check_out(out: Path) -> None:
+    from hepgen.errors import OptionError
 
     if out.exists() and not out.is_dir():
         raise OptionError(f"--out: {out} exists and is not a folder")
     if not out.parent.exists():
         raise OptionError(f"--out: parent folder {out.parent} does not exist")
-    run(out, quick=quick, seed=seed, progress=progress, echo=typer.echo)
+
+
+@app.command("two-moons")
+def two_moons(
+    out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.html and the plots."),
+    quick: bool = typer.Option(False, "--quick", help="Reduced budget (3 x 500 iterations per model): minutes."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data, the trainings and the tests."),
+    models: str = typer.Option("", "--models", help="Comma-separated subset of the models (default: all 13)."),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs per model (default: 50, --quick 3)."),
+    iterations: int = typer.Option(None, "--iterations", help="Iterations per epoch (default: 1000, --quick 500)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Two moons (seed 000 ch. 4, app. A): 13 generative models on one backbone; W1, binary AUC, multiclass test."""
+    from hepgen.studies.two_moons import run
+
+    _check_out(out)
+    run(out, quick=quick, seed=seed, models=[m.strip() for m in models.split(",") if m.strip()] or None,
+        progress=progress, echo=typer.echo, epochs=epochs, iterations=iterations)
+    typer.echo(f"report: {out / 'report.html'}")
+
+
+@app.command("amplification")
+def amplification(
+    out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.html and the plots."),
+    quick: bool = typer.Option(False, "--quick", help="Reduced budget (2 training sets, 300 epochs): minutes."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the training sets and the models."),
+    toys: str = typer.Option("", "--toys", help="Comma-separated subset of camel, ring, sphere (default: all)."),
+    runs: int = typer.Option(None, "--runs", help="Independent training sets per toy (default: 100, --quick 2)."),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs per training (default: 10000, --quick 300)."),
+    models: str = typer.Option("gan,cfm", "--models", help="Comma-separated subset of gan, cfm."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """GANplification (seed 001 ch. 5): quantile-MSE amplification factors of a GAN, a CFM model and the fit."""
+    from hepgen.errors import OptionError
+    from hepgen.studies.amplification import TOYS, run
+
+    _check_out(out)
+    chosen = [t.strip() for t in toys.split(",") if t.strip()] or None
+    bad = [t for t in chosen or [] if t not in TOYS]
+    if bad:
+        raise OptionError(f"--toys: unknown {', '.join(bad)}; choose from {', '.join(TOYS)}")
+    chosen_models = [m.strip() for m in models.split(",") if m.strip()]
+    if not chosen_models or any(m not in ("gan", "cfm") for m in chosen_models):
+        raise OptionError(f"--models: {models!r}; choose from gan, cfm")
+    run(out, quick=quick, seed=seed, toys=chosen, progress=progress, echo=typer.echo, runs=runs, epochs=epochs,
+        models=chosen_models)
     typer.echo(f"report: {out / 'report.html'}")
