@@ -69,7 +69,7 @@ THESIS: dict[str, dict[str, Any]] = {
         "sampler": {"method": "midpoint", "steps": 10, "rescale_energy": False},
     },
     "caloinn": {
-        "flow": {"transforms": 12, "bins": 10, "hidden": 256, "layers": 4, "randperm": True},
+        "flow": {"transforms": 12, "bins": 10, "hidden": 256, "layers": 4, "randperm": True, "coupling": True},
         # Table B.1: one-cycle with maximum 1e-4, alpha-logit; dequantisation noise
         # U(0, noise x threshold), well below the recorded minimum so that the sampler's
         # threshold cut removes it and nothing of it survives above the cut
@@ -82,7 +82,7 @@ THESIS: dict[str, dict[str, Any]] = {
         # beta 1e-9, no noise, alpha 1e-6 (Table B.1, INN with VAE); vae_share: the VAE's
         # part of --max-time
         "vae": {"latent": 50, "hidden": [5000, 1000, 500]},
-        "flow": {"transforms": 18, "bins": 10, "hidden": 32, "layers": 3, "randperm": True},
+        "flow": {"transforms": 18, "bins": 10, "hidden": 32, "layers": 3, "randperm": True, "coupling": True},
         "training": {"lr": 1e-4, "batch_size": 256, "beta": 1e-9, "alpha": 1e-6, "epochs": 1000,
                      "schedule": "constant", "vae_share": 0.6},
         # Table B.1, "INN (with VAE)": 200 epochs, batch 256, one-cycle with maximum 1e-4
@@ -252,13 +252,19 @@ def fast_mean_field(body, x: torch.Tensor, mask: torch.Tensor, c: torch.Tensor) 
 
 
 def inn_flow(features: int, transforms: int = 12, bins: int = 10, hidden: int = 256, layers: int = 4,
-             randperm: bool = False):
-    """CaloINN: a conditional RQS coupling flow p(u, x | E_inc) (zuko NSF, coupling passes).
+             randperm: bool = False, coupling: bool = False):
+    """CaloINN: a conditional RQS coupling flow p(u, x | E_inc).
 
-    With ``randperm`` each coupling splits the features by a fresh random permutation
-    (seed 002: "we permute the order of the features after a transformation"); without
-    it every coupling splits into the same two halves (how the first shipped model was
-    built, kept so its weights load)."""
+    With ``coupling`` (the default of new runs) the blocks are true couplings with random
+    splits (:func:`hepgen.models.blocks.coupling.rqs_coupling_flow`, half the cost of a
+    block); without it, zuko's NSF with two masked passes, as the first shipped models were
+    built (kept so their weights load): with ``randperm`` each block splits the features by
+    a fresh random permutation (seed 002: "we permute the order of the features after a
+    transformation"), without it every block splits into the same two halves."""
+    if coupling:
+        from hepgen.models.blocks.coupling import rqs_coupling_flow
+
+        return rqs_coupling_flow(features, 1, transforms=transforms, bins=bins, hidden=hidden, layers=layers)
     import zuko
 
     return zuko.flows.NSF(features, 1, bins=bins, transforms=transforms, passes=2, randperm=randperm,
