@@ -136,7 +136,8 @@ def train_calo_model(model: str, data: str | os.PathLike, out: str | os.PathLike
     transform.fit(showers, e_inc)
     u, x, c = transform.transform(showers, e_inc)
     u_lat = transform.u_to_latent(u)
-    fractions = transform.fractions(showers) if model == "caloinn-vae" else None
+    latent = model == "calodream" and cfg.get("latent") is not None
+    fractions = transform.fractions(showers) if model == "caloinn-vae" or latent else None
     del showers
     networks = CaloSurrogate.build(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -161,16 +162,53 @@ def train_calo_model(model: str, data: str | os.PathLike, out: str | os.PathLike
         e_mod = EnergyModule(networks["energy"], **training)
         fit_stage(e_mod, e_loader, out, "energy", epochs, max_time * share if max_time else None, resume, progress,
              devices, num_nodes)
-        s_loader = DataLoader(TensorDataset(tensors[1], tensors[2], tensors[0]), batch_size=bs, shuffle=True)
+        shape_data = tensors[1]
+        if latent:  # laViT: the autoencoder first, then the CFM on its standardised latent
+            networks["ae"], shape_data = _fit_latent_autoencoder(
+                networks["ae"], tensors, torch.as_tensor(fractions, dtype=torch.float32), cfg["latent"], out,
+                max_time * float(cfg["latent"]["training"].get("share", 0.3)) if max_time else None, seed, resume,
+                progress, devices, num_nodes)
+        s_loader = DataLoader(TensorDataset(shape_data, tensors[2], tensors[0]), batch_size=bs, shuffle=True)
         s_mod = ShapeModule(networks["shape"], **training)
         used = (time.perf_counter() - started) / 60
         fit_stage(s_mod, s_loader, out, "shape", epochs,
              max(max_time * 0.9 - used, 0.1) if max_time else None, resume, progress, devices, num_nodes)
-        networks = {"energy": e_mod.net.cpu().eval(), "shape": s_mod.sampling_network().cpu().eval()}
+        networks = {**networks, "energy": e_mod.net.cpu().eval(), "shape": s_mod.sampling_network().cpu().eval()}
         solvers = fit_bespoke_solvers(networks["shape"], tensors[2], tensors[0], cfg["sampler"], seed, progress)
     surrogate = CaloSurrogate(cfg, transform, networks, solvers)
     surrogate.save(out)
     return out
+
+
+def _fit_latent_autoencoder(ae, tensors: list, fractions: torch.Tensor, latent: dict, out: Path, max_time, seed: int,
+                            resume, progress, devices, num_nodes):
+    """laViT's first stage (``checkpoints/ae.ckpt``): the convolutional beta-VAE reads the
+    standardised logits x and is scored by its Bernoulli decoder on the layer fractions,
+    conditioned on (c, u) (seed 002 L1124-1134, Table B.6). Then every training shower is
+    encoded once, r = mu + sigma z with a fixed seed (the encoder distribution the CFM's
+    boundary condition samples), standardised by the statistics of r (kept in the
+    autoencoder's buffers). Returns the trained autoencoder and the standardised latents."""
+    u_lat, x, c = tensors
+    cond = torch.cat([c, u_lat], 1)
+    training = dict(latent.get("training", {}))
+    training.pop("share", None)
+    loader = DataLoader(TensorDataset(x, fractions, cond), batch_size=int(training.pop("batch_size", 128)),
+                        shuffle=True)
+    module = VAEModule(ae, **training)
+    fit_stage(module, loader, out, "ae", int(training.get("epochs", 200)), max_time, resume, progress, devices,
+              num_nodes)
+    ae = module.sampling_network().cpu().eval()
+    gen = torch.Generator().manual_seed(seed + 11)
+    with torch.no_grad():
+        parts = []
+        for lo in range(0, len(x), 1024):
+            mu, logvar = ae.encode(x[lo:lo + 1024], cond[lo:lo + 1024])
+            parts.append(mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen))
+        r = torch.cat(parts)
+        std = r.std(0)
+        ae.latent_mean.copy_(r.mean(0))
+        ae.latent_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+        return ae, ae.standardise(r)
 
 
 def _fit_vae_inn(networks: dict, tensors: list, fractions: torch.Tensor, cfg: dict, out: Path, max_epochs,

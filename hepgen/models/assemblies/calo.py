@@ -11,6 +11,12 @@
   mean field gated by (E_inc, n) (seed 000 ch. 6); the number of hits comes from a fit
   of n against E_inc; after sampling, showers are rotated by a random angle and
   colliding hits move to free neighbouring cells (:mod:`hepgen.transforms.calo_points`).
+* ``calodream`` with a ``latent`` section = **latent CaloDREAM (laViT)**, seed 002
+  L1122-1140 and Tables B.4/B.6: a convolutional beta-VAE
+  (:class:`hepgen.models.blocks.conv_vae.ConvVAE3D`) compresses the layer fractions to a
+  two-channel latent grid (DS2: 2 x 15 x 9 x 9 = 2430, F ~ 2.7), the shape CFM works on the
+  standardised latent, the decoder maps a solved latent back to the fractions (values
+  below ``latent.cut`` set to zero); the energy network is the same.
 * ``caloinn`` = one conditional rational-quadratic-spline coupling flow (``zuko``) on
   (u, x) given E_inc, with uniform noise on the voxels and the alpha-logit (Table B.1).
 * ``caloinn-vae`` = the VAE+INN of seed 002 L959-972: a conditional beta-VAE
@@ -284,6 +290,10 @@ class CaloSurrogate:
     @staticmethod
     def build(cfg: dict) -> dict[str, nn.Module]:
         geo = load_geometry(cfg["geometry"])
+        if cfg["model"] == "calodream" and cfg.get("latent") is not None:
+            ae = latent_autoencoder(geo, cfg["latent"])
+            return {"energy": EnergyNet(geo.num_layers, **cfg["energy"]), "ae": ae,
+                    "shape": ShapeNet(ae.grid_shape, geo.num_layers, **cfg["shape"])}
         if cfg["model"] == "calodream":
             return {"energy": EnergyNet(geo.num_layers, **cfg["energy"]),
                     "shape": ShapeNet(geo.shape, geo.num_layers, **cfg["shape"])}
@@ -434,6 +444,12 @@ class CaloSurrogate:
         sampler = self.cfg.get("sampler", {})
         u_lat = self.networks["energy"].sample(c, sampler.get("energy_method", "rk4"),
                                                sampler.get("energy_steps", 50), generator=None)
+        if "ae" in self.networks:  # laViT: solve in the latent, decode to the fractions
+            ae = self.networks["ae"]
+            r = self.solve_shape(torch.randn(b, ae.latent, generator=gen).to(dev), (c, u_lat), method, steps)
+            lam = ae.decode(ae.unstandardise(r), torch.cat([c, u_lat], 1)).cpu().double().numpy()
+            lam[lam < float(self.cfg["latent"].get("cut", 1e-6))] = 0.0
+            return u_lat, torch.as_tensor(self.transform.x_from_fractions(lam))
         x0 = torch.randn(b, self.geometry.num_voxels, generator=gen).to(dev)
         x = self.solve_shape(x0, (c, u_lat), method, steps)
         return u_lat, x
@@ -459,6 +475,23 @@ class CaloSurrogate:
         return x[:, 0]
 
 
+#: laViT's autoencoder (seed 002 Table B.6, DS2): channels (64, 64, 2), the downsampling
+#: kernel = stride (3, 2, 1) with padding (0, 1, 0), BCE + beta KL with beta 1e-6, one-cycle
+#: to 1e-3; ``cut``: decoded fractions below it are zero ("normalized cut"); ``share``:
+#: the autoencoder's part of --max-time
+LATENT = {"channels": [64, 64, 2], "kernel": [3, 2, 1], "stride": [3, 2, 1], "padding": [0, 1, 0], "cond_dim": 64,
+          "cut": 1e-6, "training": {"lr": 1e-3, "beta": 1e-6, "batch_size": 128, "epochs": 200,
+                                    "schedule": "one-cycle", "share": 0.3}}
+
+
+def latent_autoencoder(geo, latent: dict) -> nn.Module:
+    """The laViT autoencoder of a regular geometry from a config's ``latent`` section."""
+    from hepgen.models.blocks.conv_vae import ConvVAE3D
+
+    arch = {k: latent[k] for k in ("channels", "kernel", "stride", "padding", "cond_dim") if k in latent}
+    return ConvVAE3D(geo.shape, 1 + geo.num_layers, **arch)
+
+
 def calo_config(model: str, geometry: str, override: dict | None = None) -> dict:
     if model not in CALO_MODELS:
         raise OptionError(f"unknown calorimeter model {model!r}; choose from {', '.join(CALO_MODELS)}")
@@ -468,8 +501,12 @@ def calo_config(model: str, geometry: str, override: dict | None = None) -> dict
     cfg = merge_config(merge_config(THESIS[model], THESIS_GEOMETRY.get(model, {}).get(geometry)), override)
     if model == "calodream":
         shape, patch = geo.shape, cfg["shape"]["patch"]
+        where = f"the {geometry} grid"
+        if cfg.get("latent") is not None:
+            cfg["latent"] = merge_config(LATENT, cfg["latent"])
+            shape, where = latent_autoencoder(geo, cfg["latent"]).grid_shape, f"the latent grid of {geometry}"
         if any(s % p for s, p in zip(shape, patch)):
-            raise OptionError(f"patch {patch} does not divide the {geometry} grid {shape}")
+            raise OptionError(f"patch {patch} does not divide {where} {shape}")
     cfg.update(model=model, geometry=geometry)
     return cfg
 
@@ -478,5 +515,5 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["CALO_MODELS", "THESIS", "CaloSurrogate", "EnergyNet", "ShapeNet", "inn_flow", "calo_config",
+__all__ = ["CALO_MODELS", "LATENT", "THESIS", "latent_autoencoder", "CaloSurrogate", "EnergyNet", "ShapeNet", "inn_flow", "calo_config",
            "count_parameters"]
