@@ -61,7 +61,7 @@ def _plots(labels, scores, out: Path, title: str) -> list[dict]:
     ax.plot(es, si, label=title)
     ax.axhline(1.0, ls=":", color="gray", label="random")
     ax.set_xlabel(r"signal efficiency $\epsilon_S$")
-    ax.set_ylabel(r"SI = $\epsilon_S / \sqrt{\epsilon_B}$")
+    ax.set_ylabel(r"SI = $\epsilon_S\,/\,\epsilon_B^{1/2}$")
     ax.set_xlim(0, 1)
     ax.legend(fontsize=14)
     fig.tight_layout()
