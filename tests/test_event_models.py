@@ -148,3 +148,36 @@ def test_bench_events_writes_the_table(tmp_path):
     assert res["producer_events_per_s"] > 0
     # the floor (same generator, same size) is closer than an untrained model
     assert res["floor"]["w1_avg"]["value"] < row["metrics"]["w1_avg"]["value"]
+
+
+def test_event_cflow_bespoke_student_lands_closer_than_euler_and_becomes_the_sampler(tmp_path):
+    """Issue 16 item 2: a 2-step bespoke solver of the event CFM reproduces the 16-step
+    midpoint solve better than 2 Euler steps, and sampling with it is reproducible."""
+    from hepgen.cli.main import main
+    from hepgen.training.student import fit_event_solvers
+
+    run, _ = _train("event-cflow", tmp_path, epochs=2)
+    report = fit_event_solvers(run, steps=(2,), pairs=256, reference={"method": "midpoint", "steps": 16},
+                               iterations=150, batch_size=64, progress=False)
+    surrogate = EventSurrogate.load(run)
+    rng = np.random.default_rng(3)
+    counts = surrogate.counts.sample(256, rng)
+    total = counts.sum(1)
+    width = int(total.max()) + 1
+    mask = torch.zeros(256, width, dtype=torch.bool)
+    mask[:, 0] = True
+    mask[:, 1:] = torch.arange(width - 1)[None, :] < torch.as_tensor(total)[:, None]
+    c = torch.as_tensor(counts, dtype=torch.float32)
+    x0 = torch.randn(256, width, 4, generator=torch.Generator().manual_seed(9)) * mask[..., None]
+    with torch.no_grad():
+        ref = surrogate.solve(x0, mask, c, "midpoint", 16)
+        errs = {m: float(((surrogate.solve(x0, mask, c, m, 2) - ref) ** 2).sum() / mask.sum())
+                for m in ("euler", "bespoke")}
+    assert errs["bespoke"] < 0.7 * errs["euler"], (errs, report)
+    assert main(["student", str(run), "--steps", "2", "--pairs", "128", "--iterations", "20", "--default", "2"]) == 0
+    outs = [tmp_path / f"{t}.txt" for t in "ab"]
+    for out in outs:
+        assert main(["sample", str(run), "--num", "50", "--seed", "4", "--out", str(out)]) == 0
+    assert outs[0].read_text() == outs[1].read_text()
+    assert main(["sample", str(run), "--num", "5", "--solver", "bespoke", "--steps", "3",
+                 "--out", str(tmp_path / "c.txt")]) != 0

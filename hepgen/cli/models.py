@@ -120,7 +120,7 @@ def sample(
 
 
 def student(
-    run: Path = typer.Argument(..., help="Run folder of a flow-matching jet model (mdma-flow, epic-fm) or of ddpm-hits."),
+    run: Path = typer.Argument(..., help="Run folder of a flow-matching model (mdma-flow, epic-fm, event-cflow) or of ddpm-hits."),
     steps: list[int] = typer.Option([4], "--steps", help="Steps (= network evaluations) of a bespoke solver; repeat for several. For ddpm-hits: the distilled sampler's steps."),
     pairs: int = typer.Option(2048, "--pairs", help="Noise / reference pairs to fit on."),
     reference_steps: int = typer.Option(32, "--reference-steps", help="Midpoint steps of the teacher's reference solve (ddpm-hits: the teacher's DDIM steps, halved each round)."),
@@ -128,7 +128,7 @@ def student(
     default: int = typer.Option(None, "--default", help="Make the solver with this many steps the run's sampler."),
     data: Path = typer.Option(None, "--data", help="ddpm-hits: training clouds to distil on [default: the run's training file]."),
 ) -> None:
-    """Few-step students: bespoke solvers for a flow-matching jet model (RUN/solvers.pt), progressive distillation for ddpm-hits (RUN/student.pt)."""
+    """Few-step students: bespoke solvers for a flow-matching jet or event model (RUN/solvers.pt), progressive distillation for ddpm-hits (RUN/student.pt)."""
     import yaml
 
     from hepgen.errors import InputFileError, OptionError
@@ -150,8 +150,14 @@ def student(
         if default is not None:
             typer.echo(f"{run} now samples with the {steps[0]}-step distilled sampler")
         return
-    report = fit_jet_solvers(run, steps, pairs, {"method": "midpoint", "steps": reference_steps}, iterations,
-                             set_default=default)
+    if yaml.safe_load((run / "config.yaml").read_text()).get("model") == "event-cflow":
+        from hepgen.training.student import fit_event_solvers
+
+        report = fit_event_solvers(run, steps, pairs, {"method": "midpoint", "steps": reference_steps}, iterations,
+                                   set_default=default)
+    else:
+        report = fit_jet_solvers(run, steps, pairs, {"method": "midpoint", "steps": reference_steps}, iterations,
+                                 set_default=default)
     for k, r in report.items():
         typer.echo(f"bespoke solver, {k} steps: MSE to the {reference_steps}-step midpoint solve {r['mse']:.2e}")
     if default is not None:

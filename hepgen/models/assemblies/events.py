@@ -148,8 +148,11 @@ def count_parameters(module: nn.Module) -> int:
 class EventSurrogate:
     """A trained event model: config + fitted transform + count sampler + networks."""
 
-    def __init__(self, cfg: dict, transform, counts: AliasSampler, networks: dict[str, nn.Module]):
+    def __init__(self, cfg: dict, transform, counts: AliasSampler, networks: dict[str, nn.Module],
+                 solvers: dict | None = None):
         self.cfg, self.transform, self.counts, self.networks = cfg, transform, counts, networks
+        #: bespoke few-step solvers of event-cflow by steps (``hepgen student RUN``)
+        self.solvers = solvers or {}
         self.rejected_fraction = float("nan")
 
     @staticmethod
@@ -188,6 +191,8 @@ class EventSurrogate:
         self.transform.save(folder / "transform.json")
         (folder / "counts.json").write_text(json.dumps(self.counts.to_dict()))
         torch.save({k: n.state_dict() for k, n in self.networks.items()}, folder / "weights.pt")
+        if self.solvers:
+            torch.save({k: s.state_dict() for k, s in self.solvers.items()}, folder / "solvers.pt")
 
     @classmethod
     def load(cls, folder: str | Path, device: str | None = None) -> "EventSurrogate":
@@ -205,7 +210,15 @@ class EventSurrogate:
             n.load_state_dict({p: v.float() for p, v in state[k].items()})
             n.to(dev).eval()
         counts = AliasSampler.from_dict(json.loads((folder / "counts.json").read_text()))
-        return cls(cfg, load_transform(folder / "transform.json"), counts, nets)
+        solvers = {}
+        if (folder / "solvers.pt").is_file():
+            from hepgen.models.blocks.bespoke import BespokeSolver
+
+            for k, st in torch.load(folder / "solvers.pt", map_location="cpu", weights_only=True).items():
+                solvers[int(k)] = BespokeSolver(int(k))
+                solvers[int(k)].load_state_dict(st)
+                solvers[int(k)].to(dev).eval()
+        return cls(cfg, load_transform(folder / "transform.json"), counts, nets, solvers)
 
     # -- sampling --------------------------------------------------------------------
     @property
@@ -225,8 +238,11 @@ class EventSurrogate:
         sampler = self.cfg.get("sampler", {})
         method = method or sampler.get("method", "midpoint")
         steps = int(steps or sampler.get("steps", 8))
-        if self.cfg["model"] == "event-cflow" and method not in SOLVERS:
-            raise OptionError(f"unknown ODE solver {method!r}; choose from {', '.join(SOLVERS)}")
+        if self.cfg["model"] == "event-cflow" and method not in (*SOLVERS, "bespoke"):
+            raise OptionError(f"unknown ODE solver {method!r}; choose from {', '.join((*SOLVERS, 'bespoke'))}")
+        if method == "bespoke" and steps not in self.solvers:
+            have = ", ".join(map(str, sorted(self.solvers))) or "none"
+            raise OptionError(f"no bespoke solver with {steps} steps in this model (trained: {have})")
         rng = np.random.default_rng([int(seed), 11])
         kept: list[EventSample] = []
         have = drawn = rejected = 0
@@ -260,6 +276,17 @@ class EventSurrogate:
         out.event_id = np.arange(num).astype(str).astype(object)
         return out
 
+    def velocity(self, t, x, cond):
+        """The CFM velocity as a bespoke solver calls it: cond = (mask, counts)."""
+        mask, counts = cond
+        return self.networks["velocity"](t, x, mask, counts) * mask[..., None]
+
+    def solve(self, x0, mask, counts, method: str, steps: int):
+        """Noise (B, T, 4) -> event tokens with a torchdiffeq solver or a bespoke one."""
+        if method == "bespoke":
+            return self.solvers[steps](self.velocity, x0, (mask, counts))
+        return integrate(self.networks["velocity"], x0, mask, counts, method=method, steps=steps)
+
     @torch.no_grad()
     def _sample_batch(self, n: int, rng: np.random.Generator, method: str, steps: int) -> EventSample:
         counts = self.counts.sample(n, rng)
@@ -280,8 +307,7 @@ class EventSurrogate:
                 mask[:, 0] = True
                 mask[:, 1:] = torch.arange(m)[None, :] < torch.as_tensor(total[group])[:, None]
                 c = torch.as_tensor(counts[group], dtype=torch.float32, device=dev)
-                sol = integrate(self.networks["velocity"], x0_all[group, : m + 1].to(dev), mask.to(dev), c,
-                                method=method, steps=steps)
+                sol = self.solve(x0_all[group, : m + 1].to(dev), mask.to(dev), c, method, steps)
                 x[group, : m + 1] = sol.cpu().numpy()
             met_phi = rng.uniform(-np.pi, np.pi, n)
             return self.transform.decode(x, counts, met_phi, self.process)
