@@ -26,6 +26,22 @@ def test_help_lists_commands():
         assert cmd in r.stdout
 
 
+def test_train_help_and_unknown_model_name_every_trainable_model():
+    """Issue 15: every pillar's models, not only the jet models."""
+    import re
+
+    from hepgen.cli.models import trainable_models
+
+    names = trainable_models()
+    assert {"mdma-flow", "calodream", "caloinn-vae", "bib-ae", "ddpm-hits", "event-cflow"} <= set(names)
+    helptext = re.sub(r"[\s│]+", " ", run("train", "--help").stdout)  # rich wraps the help in boxes
+    r = run("train", "no-such-model", "--data", "x.h5", "--out", "y")
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1
+    for name in names:
+        assert name in r.stderr, name
+        assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", helptext), name
+
+
 def test_data_jets_writes_reproducible_jetnet_file(tmp_path):
     args = ["data", "jets", "--jet-type", "t", "--num-particles", "30", "--num-jets", "120", "--seed", "11"]
     r1 = run(*args, "--out", str(tmp_path / "a.h5"), "--workers", "1")

@@ -7,8 +7,22 @@ from pathlib import Path
 import typer
 
 
+def trainable_models() -> list[str]:
+    """Every model ``hepgen train`` knows, pillar by pillar (jets, showers, grids, hit clouds, events)."""
+    from hepgen.models.assemblies.calo import CALO_MODELS
+    from hepgen.models.assemblies.events import EVENT_MODELS
+    from hepgen.models.assemblies.grids import GRID_MODELS
+    from hepgen.models.assemblies.hits import HIT_MODELS
+    from hepgen.training.run import MODELS as JET_MODELS
+
+    return [*JET_MODELS, *CALO_MODELS, *GRID_MODELS, *HIT_MODELS, *EVENT_MODELS]
+
+
 def train(
-    model: str = typer.Argument(..., help="Model name, e.g. mdma-gan, mdma-flow, epic-gan, tgan."),
+    model: str = typer.Argument(..., help="Model name: jets mdma-gan, mdma-flow, epic-fm, epic-gan, nf, nf-c, nf-cc, "
+                                          "tnf, tgan; showers calodream (with a latent section: laViT), caloinn, "
+                                          "caloinn-vae, mdma-calo; grids gan-3d, wgan-3d, bib-ae; hit clouds "
+                                          "ddpm-hits; events event-cflow, event-rqs, event-maf-types."),
     data: Path = typer.Option(..., "--data", help="Training data: jets (JetNet layout), showers (CaloChallenge layout) or events (Dark Machines text)."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (config, transforms, checkpoints, weights)."),
     config: Path = typer.Option(None, "--config", help="YAML overriding sections network/training/sampler."),
@@ -37,6 +51,12 @@ def train(
                 (HIT_MODELS, "hepgen.training.hits:train_hits_model", {}),
                 (EVENT_MODELS, "hepgen.training.events:train_event_model", {"num_events": num_events}),
                 (CALO_MODELS, "hepgen.training.calo:train_calo_model", {"num_showers": num_showers})]
+    from hepgen.training.run import MODELS as JET_MODELS
+
+    if model not in (*JET_MODELS, *(n for names, _, _ in trainers for n in names)):
+        from hepgen.errors import OptionError
+
+        raise OptionError(f"unknown model {model!r}; choose from {', '.join(trainable_models())}")
     for names, target, extra in trainers:
         if model in names:
             module, func = target.split(":")
