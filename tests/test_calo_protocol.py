@@ -140,7 +140,9 @@ def test_cut_zeroes_voxels_below_1_mev_in_both_samples(ds1_files, tmp_path):
     # ... while hepgen's protocol (no cut) sees them at once
     hg = evaluate_calo(ds1_files / "a.h5", tmp_path / "soft.h5", tmp_path / "hg", **kw).metrics
     assert hg["info"]["cut_mev"] == 0.0
-    assert hg["sep_sparsity_1"]["value"] > 0.3 and hg["sep_voxel_energy"]["value"] > 0.1
+    # (the version-2 stand-in has its own soft continuum below 1 MeV, so the added hits stand out
+    # less in the voxel spectrum: 0.077, against 0.1+ on version 1)
+    assert hg["sep_sparsity_1"]["value"] > 0.3 and hg["sep_voxel_energy"]["value"] > 0.05
 
 
 # -- per-energy histograms ------------------------------------------------------------------
