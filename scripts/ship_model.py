@@ -59,7 +59,9 @@ def ship_events(args, cfg: dict, dest: Path) -> None:
     if args.sampler_method:
         cfg["sampler"] = {**cfg.get("sampler", {}), "method": args.sampler_method, "steps": args.sampler_steps}
     (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    for name in ("transform.json", "counts.json", "weights.pt"):
+    for name in ("transform.json", "counts.json", "weights.pt", "solvers.pt"):
+        if name == "solvers.pt" and not (args.run / name).exists():
+            continue
         shutil.copy(args.run / name, dest / name)
     from hepgen.shipped.ship import stage_epochs
 
