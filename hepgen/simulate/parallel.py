@@ -99,22 +99,32 @@ def _run_pool(func, tasks, weights, workers, bar, consume=None) -> list[Any]:
     image): the standard library's process pool, results handed on in task order."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    results: list[Any] = [None] * len(tasks)
-    waiting: dict[int, Any] = {}
-    next_index = 0
+    collect = _InOrder(len(tasks), consume)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(func, *task): i for i, task in enumerate(tasks)}
         for fut in as_completed(futures):
             i = futures[fut]
-            if consume is None:
-                results[i] = fut.result()
-            else:
-                waiting[i] = fut.result()
-                while next_index in waiting:
-                    consume(next_index, waiting.pop(next_index))
-                    next_index += 1
+            collect.add(i, fut.result())
             bar.update(weights[i])
-    return results
+    return collect.results
+
+
+class _InOrder:
+    """Results arriving in any order: kept by index, or handed to ``consume(i, result)`` in
+    task order as soon as they and all earlier ones are there (early ones wait)."""
+
+    def __init__(self, n: int, consume=None):
+        self.results: list[Any] = [None] * n
+        self.consume, self.waiting, self.next = consume, {}, 0
+
+    def add(self, i: int, result) -> None:
+        if self.consume is None:
+            self.results[i] = result
+            return
+        self.waiting[i] = result
+        while self.next in self.waiting:
+            self.consume(self.next, self.waiting.pop(self.next))
+            self.next += 1
 
 
 def _run_dask(func, tasks, weights, workers, scheduler, bar, consume=None) -> list[Any]:
@@ -138,21 +148,13 @@ def _run_dask(func, tasks, weights, workers, scheduler, bar, consume=None) -> li
     try:
         futures = [client.submit(func, *task, pure=False) for task in tasks]
         index = {f.key: i for i, f in enumerate(futures)}
-        results: list[Any] = [None] * len(tasks)
-        waiting: dict[int, Any] = {}
-        next_index = 0
+        collect = _InOrder(len(tasks), consume)
         for fut in as_completed(futures):
             i = index[fut.key]
-            if consume is None:
-                results[i] = fut.result()
-            else:
-                waiting[i] = fut.result()
-                while next_index in waiting:
-                    consume(next_index, waiting.pop(next_index))
-                    next_index += 1
+            collect.add(i, fut.result())
             bar.update(weights[i])
             fut.release()
-        return results
+        return collect.results
     finally:
         client.close()
         if cluster is not None:

@@ -50,6 +50,7 @@ from hepgen.config import merge_config
 from hepgen.models.blocks.bespoke import BespokeSolver
 from hepgen.models.blocks.cfm import SOLVERS, integrate
 from hepgen.models.blocks.embeddings import CosineTimeEmbedding
+from hepgen.models.blocks.mlp import mlp
 from hepgen.transforms.calo import CaloShowerTransform
 
 CALO_MODELS = ("calodream", "caloinn", "caloinn-vae", "mdma-calo")
@@ -102,15 +103,6 @@ THESIS_GEOMETRY: dict[str, dict[str, dict[str, Any]]] = {
     "caloinn-vae": {"ds2": {"vae": {"hidden": [1500, 1000, 500]}},
                     "ds3": {"vae": {"latent": 300, "hidden": [2000, 1000, 500]}}},
 }
-
-
-def mlp(sizes: list[int], act=nn.SiLU) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(act())
-    return nn.Sequential(*layers)
 
 
 # ----------------------------------------------------------------------------- networks

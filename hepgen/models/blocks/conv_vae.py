@@ -18,7 +18,7 @@ DS2 (45 x 16 x 9 = 6480 voxels, Table B.6): channels (64, 64, 2), kernels and st
 
 Written with ``torch.nn`` layers because no kept library offers a conditional 3D
 convolutional VAE; it shares the interface (encode / decode / standardise) of
-:class:`hepgen.models.blocks.vae.ConditionalVAE`.
+:class:`hepgen.models.blocks.vae.ConditionalVAE` (:class:`hepgen.models.blocks.vae.LatentVAE`).
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ import torch
 from torch import nn
 
 from hepgen.errors import OptionError
+from hepgen.models.blocks.vae import LatentVAE
 
 
 def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-class ConvVAE3D(nn.Module):
+class ConvVAE3D(LatentVAE):
     """Conditional 3D convolutional VAE of a (layers, alpha, r) grid.
 
     Args:
@@ -117,22 +118,6 @@ class ConvVAE3D(nn.Module):
             k += 1
             h = self._modulate(conv(h), k, e)
         return self.dec_out(h).flatten(1)
-
-    def decode(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """lambda(z) in (0, 1) per voxel, flat (B, voxels)."""
-        return torch.sigmoid(self.decode_logits(z, cond))
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor):
-        """One reparametrised pass: (decoder logits, mu, logvar), all flat."""
-        mu, logvar = self.encode(x, cond)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-        return self.decode_logits(z, cond), mu, logvar
-
-    def standardise(self, z: torch.Tensor) -> torch.Tensor:
-        return (z - self.latent_mean) / self.latent_std
-
-    def unstandardise(self, z: torch.Tensor) -> torch.Tensor:
-        return z * self.latent_std + self.latent_mean
 
 
 __all__ = ["ConvVAE3D"]

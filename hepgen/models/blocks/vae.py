@@ -27,18 +27,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from hepgen.errors import OptionError
+from hepgen.models.blocks.mlp import mlp
 
 
-def _mlp(sizes: list[int], act=nn.SiLU) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(act())
-    return nn.Sequential(*layers)
+class LatentVAE(nn.Module):
+    """What every conditional VAE of hepgen shares on top of its ``encode`` and
+    ``decode_logits``: the Bernoulli mean, one reparametrised pass and the standardisation
+    of the latent by the ``latent_mean`` / ``latent_std`` buffers (set after training from
+    the encoded training set)."""
+
+    def decode(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """lambda(z) in (0, 1), the Bernoulli mean used as the voxel prediction."""
+        return torch.sigmoid(self.decode_logits(z, cond))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor):
+        """One reparametrised pass: (decoder logits, mu, logvar)."""
+        mu, logvar = self.encode(x, cond)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        return self.decode_logits(z, cond), mu, logvar
+
+    def standardise(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.latent_mean) / self.latent_std
+
+    def unstandardise(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.latent_std + self.latent_mean
 
 
-class ConditionalVAE(nn.Module):
+class ConditionalVAE(LatentVAE):
     """Gaussian encoder q(z | x, c) and Bernoulli decoder p(x | z, c), both MLPs.
 
     Args:
@@ -59,8 +74,8 @@ class ConditionalVAE(nn.Module):
         if latent < 1 or not hidden or min(hidden) < 1:
             raise OptionError(f"vae: latent and hidden sizes must be positive, got latent {latent}, hidden {hidden}")
         self.latent = int(latent)
-        self.encoder = _mlp([features + condition, *hidden, 2 * self.latent])
-        self.decoder = _mlp([self.latent + condition, *hidden[::-1], features])
+        self.encoder = mlp([features + condition, *hidden, 2 * self.latent])
+        self.decoder = mlp([self.latent + condition, *hidden[::-1], features])
         self.register_buffer("latent_mean", torch.zeros(self.latent))
         self.register_buffer("latent_std", torch.ones(self.latent))
 
@@ -71,23 +86,6 @@ class ConditionalVAE(nn.Module):
 
     def decode_logits(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.decoder(torch.cat([z, cond], -1))
-
-    def decode(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """lambda(z) in (0, 1), the Bernoulli mean used as the voxel prediction."""
-        return torch.sigmoid(self.decode_logits(z, cond))
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor):
-        """One reparametrised pass: (decoder logits, mu, logvar)."""
-        mu, logvar = self.encode(x, cond)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-        return self.decode_logits(z, cond), mu, logvar
-
-    def standardise(self, z: torch.Tensor) -> torch.Tensor:
-        return (z - self.latent_mean) / self.latent_std
-
-    def unstandardise(self, z: torch.Tensor) -> torch.Tensor:
-        return z * self.latent_std + self.latent_mean
-
 
 def beta_vae_loss(logits: torch.Tensor, target: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
                   beta: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -109,4 +107,4 @@ def beta_vae_loss(logits: torch.Tensor, target: torch.Tensor, mu: torch.Tensor, 
     return recon + beta * kl, recon, kl
 
 
-__all__ = ["ConditionalVAE", "beta_vae_loss"]
+__all__ = ["ConditionalVAE", "LatentVAE", "beta_vae_loss"]
