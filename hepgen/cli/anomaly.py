@@ -8,6 +8,8 @@ from typing import Tuple
 
 import typer
 
+from hepgen.cli.options import check_output_file, check_output_folder
+
 app = typer.Typer(help="Anomaly detection: train a detector, score a sample.", no_args_is_help=True)
 
 
@@ -51,10 +53,7 @@ def train(
         raise OptionError("--signal and --s-over-b go together")
     if max_events is not None and max_events <= 0:
         raise OptionError(f"--max-events must be positive, got {max_events}")
-    if out.exists() and not out.is_dir():
-        raise OptionError(f"--out: {out} exists and is not a folder")
-    if not out.parent.exists():
-        raise OptionError(f"--out: parent folder {out.parent} does not exist")
+    check_output_folder(out)
     config = CWoLaConfig(signal_region=tuple(signal_region), sideband=sidebands,
                          folds=folds, epochs=epochs, batch_size=batch_size, lr=lr, ensemble=ensemble, seed=seed)
     config.check()
@@ -92,13 +91,9 @@ def score(
 ) -> None:
     """Anomaly scores of --data (higher: more signal-like)."""
     from hepgen.data.dijets import read_dijets
-    from hepgen.errors import OptionError
     from hepgen.training.anomaly import read_run, score_run, write_scores
 
-    if out.is_dir():
-        raise OptionError(f"--out: {out} is a folder")
-    if not out.parent.exists():
-        raise OptionError(f"--out: folder {out.parent} does not exist")
+    check_output_file(out)
     meta = read_run(run)
     sample = read_dijets(data)
     scores = score_run(run, sample)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from hepgen.cli.options import check_output_file
+
 app = typer.Typer(help="Make reference samples (Pythia 8 + FastJet, ...).", no_args_is_help=True)
 
 
@@ -45,8 +47,7 @@ def jets(
         raise OptionError(f"--num-particles must be positive, got {num_particles}")
     if not 0 < pt_min < pt_max:
         raise OptionError(f"--pt-min/--pt-max: need 0 < pt-min < pt-max, got {pt_min}, {pt_max}")
-    if not out.parent.exists():
-        raise OptionError(f"--out: folder {out.parent} does not exist")
+    check_output_file(out)
     start = time.perf_counter()
     sample = generate_jets(
         jet_type.value, num_jets, num_particles, seed=seed, workers=workers, scheduler=scheduler,
@@ -88,8 +89,7 @@ def calo(
         raise OptionError(f"--num-showers must be positive, got {num_showers}")
     if chunk is not None and chunk <= 0:
         raise OptionError(f"--chunk must be positive, got {chunk}")
-    if not out.parent.exists():
-        raise OptionError(f"--out: folder {out.parent} does not exist")
+    check_output_file(out)
     start = time.perf_counter()
     generate_showers(geometry.value, num_showers, seed=seed, workers=workers, scheduler=scheduler,
                      progress=progress, out=out, chunk=chunk,
@@ -118,8 +118,7 @@ def hits(
 
     if num_jets <= 0:
         raise OptionError(f"--num-jets must be positive, got {num_jets}")
-    if not out.parent.exists():
-        raise OptionError(f"--out: folder {out.parent} does not exist")
+    check_output_file(out)
     start = time.perf_counter()
     sample = generate_hits(jet_type.value, num_jets, seed=seed, max_hits=max_hits, workers=workers,
                            scheduler=scheduler, progress=progress)
@@ -156,10 +155,7 @@ def events(
 
     if num_events <= 0:
         raise OptionError(f"--num-events must be positive, got {num_events}")
-    if not out.parent.exists():
-        raise OptionError(f"--out: folder {out.parent} does not exist")
-    if out.is_dir():
-        raise OptionError(f"--out: {out} is a folder")
+    check_output_file(out)
     summary = generate_events(process.value, num_events, seed=seed, out=out, workers=workers,
                               scheduler=scheduler, mpi=mpi, progress=progress)
     typer.echo(f"wrote {num_events} {process.value} events to {out} ({num_events / summary.seconds:.1f} events/s; "
@@ -193,10 +189,7 @@ def dijets(
 
     if num_events <= 0:
         raise OptionError(f"--num-events must be positive, got {num_events}")
-    if not out.parent.exists():
-        raise OptionError(f"--out: folder {out.parent} does not exist")
-    if out.is_dir():
-        raise OptionError(f"--out: {out} is a folder")
+    check_output_file(out)
     start = time.perf_counter()
     sample = generate_dijets(process.value, num_events, seed=seed, workers=workers, scheduler=scheduler, mpi=mpi,
                              progress=progress)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from hepgen.cli.options import check_output_file
+
 
 def trainable_models() -> list[str]:
     """Every model ``hepgen train`` knows, pillar by pillar (jets, showers, grids, hit clouds, events)."""
@@ -91,8 +93,7 @@ def sample(
         raise OptionError(f"--batch-size must be positive, got {batch_size}")
     if num <= 0:
         raise OptionError(f"--num must be positive, got {num}")
-    if not out.parent.exists():
-        raise OptionError(f"--out: folder {out.parent} does not exist")
+    check_output_file(out)
     surrogate = load_model(model)
     from hepgen.models.assemblies.calo import CaloSurrogate
     from hepgen.models.assemblies.events import EventSurrogate

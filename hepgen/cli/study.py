@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from hepgen.cli.options import check_output_folder
+
 app = typer.Typer(help="Run a method study of the seeds (trains, evaluates, reports).", no_args_is_help=True)
 
 
@@ -20,18 +22,9 @@ def bump_hunt(
     """OnlineFlow bump hunt (seed 001 sec. 9.2): BumpHunter significance of the full, prescaled and flow data."""
     from hepgen.studies.bump_hunt import run
 
-    _check_out(out)
+    check_output_folder(out)
     run(out, quick=quick, seed=seed, progress=progress, echo=typer.echo)
     typer.echo(f"report: {out / 'report.html'}")
-
-
-def _check_out(out: Path) -> None:
-    from hepgen.errors import OptionError
-
-    if out.exists() and not out.is_dir():
-        raise OptionError(f"--out: {out} exists and is not a folder")
-    if not out.parent.exists():
-        raise OptionError(f"--out: parent folder {out.parent} does not exist")
 
 
 @app.command("two-moons")
@@ -47,7 +40,7 @@ def two_moons(
     """Two moons (seed 000 ch. 4, app. A): 13 generative models on one backbone; W1, binary AUC, multiclass test."""
     from hepgen.studies.two_moons import run
 
-    _check_out(out)
+    check_output_folder(out)
     run(out, quick=quick, seed=seed, models=[m.strip() for m in models.split(",") if m.strip()] or None,
         progress=progress, echo=typer.echo, epochs=epochs, iterations=iterations)
     typer.echo(f"report: {out / 'report.html'}")
@@ -68,7 +61,7 @@ def amplification(
     from hepgen.errors import OptionError
     from hepgen.studies.amplification import TOYS, run
 
-    _check_out(out)
+    check_output_folder(out)
     chosen = [t.strip() for t in toys.split(",") if t.strip()] or None
     bad = [t for t in chosen or [] if t not in TOYS]
     if bad:

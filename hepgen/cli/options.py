@@ -1,0 +1,23 @@
+"""Checks of the ``--out`` option every command shares: one clear error before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hepgen.errors import OptionError
+
+
+def check_output_file(out: Path) -> None:
+    """``--out`` names a file to write: its folder must exist and it must not be a folder."""
+    if not out.parent.exists():
+        raise OptionError(f"--out: folder {out.parent} does not exist")
+    if out.is_dir():
+        raise OptionError(f"--out: {out} is a folder")
+
+
+def check_output_folder(out: Path) -> None:
+    """``--out`` names a folder to fill: it must not be a file and its parent must exist."""
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out: {out} exists and is not a folder")
+    if not out.parent.exists():
+        raise OptionError(f"--out: parent folder {out.parent} does not exist")
