@@ -85,24 +85,9 @@ PROCESSES: dict[str, tuple[str, ...]] = {
 
 
 def _make_pythia(process: str, seed: int, mpi: bool):
-    import pythia8mc
+    from hepgen.simulate.pythia import make_pythia
 
-    pythia = pythia8mc.Pythia("", False)
-    settings = (
-        "Beams:eCM = 13000",
-        "Random:setSeed = on",
-        f"Random:seed = {seed}",
-        "Print:quiet = on",
-        "Next:numberCount = 0",
-        f"PartonLevel:MPI = {'on' if mpi else 'off'}",
-        *PROCESSES[process],
-    )
-    for line in settings:
-        if not pythia.readString(line):
-            raise RuntimeError(f"Pythia rejected setting {line!r}")
-    if not pythia.init():
-        raise RuntimeError(f"Pythia failed to initialise for process {process!r}")
-    return pythia
+    return make_pythia(PROCESSES[process], seed, mpi, f"process {process!r}")
 
 
 def _delta_phi(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -288,28 +288,19 @@ PROCESSES: dict[str, ProcessSpec] = {
 
 
 def _make_pythia(process: str, seed: int, mpi: bool):
-    import pythia8mc
+    from hepgen.simulate.pythia import make_pythia
 
     spec = PROCESSES[process]
-    pythia = pythia8mc.Pythia("", False)
-    settings = ["Beams:eCM = 13000", "Random:setSeed = on", f"Random:seed = {seed}", "Print:quiet = on",
-                "Next:numberCount = 0", f"PartonLevel:MPI = {'on' if mpi else 'off'}", *spec.settings]
-    slha_path = None
+    if spec.slha is None:
+        return make_pythia(spec.settings, seed, mpi, f"process {process!r}")
+    fd, slha_path = tempfile.mkstemp(prefix="hepgen-", suffix=".slha")
     try:
-        if spec.slha is not None:
-            fd, slha_path = tempfile.mkstemp(prefix="hepgen-", suffix=".slha")
-            with os.fdopen(fd, "w") as f:
-                f.write(spec.slha)
-            settings += ["SLHA:verbose = 0", f"SLHA:file = {slha_path}"]
-        for line in settings:
-            if not pythia.readString(line):
-                raise RuntimeError(f"Pythia rejected setting {line!r}")
-        if not pythia.init():
-            raise RuntimeError(f"Pythia failed to initialise for process {process!r}")
+        with os.fdopen(fd, "w") as f:
+            f.write(spec.slha)
+        return make_pythia((*spec.settings, "SLHA:verbose = 0", f"SLHA:file = {slha_path}"), seed, mpi,
+                           f"process {process!r}")
     finally:
-        if slha_path is not None:
-            os.unlink(slha_path)
-    return pythia
+        os.unlink(slha_path)
 
 
 def _flavour(ida: int) -> int:

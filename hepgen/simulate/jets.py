@@ -100,26 +100,10 @@ def wrap_phi(phi: np.ndarray) -> np.ndarray:
 
 
 def _make_pythia(jet_type: str, seed: int, pt_window: tuple[float, float], mpi: bool = False):
-    import pythia8mc
+    from hepgen.simulate.pythia import make_pythia
 
-    pythia = pythia8mc.Pythia("", False)
-    settings = (
-        "Beams:eCM = 13000",
-        f"PhaseSpace:pTHatMin = {pt_window[0]}",
-        f"PhaseSpace:pTHatMax = {pt_window[1]}",
-        "Random:setSeed = on",
-        f"Random:seed = {seed}",
-        "Print:quiet = on",
-        "Next:numberCount = 0",
-        f"PartonLevel:MPI = {'on' if mpi else 'off'}",
-        *PROCESSES[jet_type].settings,
-    )
-    for line in settings:
-        if not pythia.readString(line):
-            raise RuntimeError(f"Pythia rejected setting {line!r}")
-    if not pythia.init():
-        raise RuntimeError(f"Pythia failed to initialise for jet type {jet_type!r}")
-    return pythia
+    return make_pythia((f"PhaseSpace:pTHatMin = {pt_window[0]}", f"PhaseSpace:pTHatMax = {pt_window[1]}",
+                        *PROCESSES[jet_type].settings), seed, mpi, f"jet type {jet_type!r}")
 
 
 def _boson_quarks(event, i: int) -> list[int]:
