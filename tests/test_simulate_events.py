@@ -27,7 +27,9 @@ def test_cli_file_round_trips_and_passes_the_selection(ttbar_file, tmp_path):
     events = read_events(ttbar_file)
     assert len(events) == 500
     assert list(events.event_id[:3]) == ["1", "2", "3"] and len(set(events.event_id)) == 500
-    assert set(events.process) == {"ttbar"} and np.all(events.weight == 1.0)
+    assert set(events.process) == {"ttbar"}
+    # every event carries the selected cross-section over the file's events: the weights sum to it
+    assert len(set(events.weight)) == 1 and 100 < events.weight.sum() < 2000  # pb (LO ttbar ~ 500 pb)
     assert write_events(events, tmp_path / "again.txt").read_bytes() == ttbar_file.read_bytes()
     assert selection_mask(events).all()
     # MeV, as the real Dark Machines files: jets of tens to hundreds of GeV
@@ -52,7 +54,12 @@ def test_same_seed_same_bytes_whatever_the_workers(ttbar_file, tmp_path):
     first = generate_events("ttbar", 250, seed=3, workers=1, progress=False).sample
     write_events(first, tmp_path / "c.txt")
     lines = ttbar_file.read_text().splitlines(keepends=True)
-    assert (tmp_path / "c.txt").read_text() == "".join(lines[:250])
+
+    def unweighted(text_lines):  # the weight (field 3) is the whole file's cross-section per event
+        return [(f[0], f[1], f[3]) for f in (line.split(";", 3) for line in text_lines)]
+
+    assert unweighted((tmp_path / "c.txt").read_text().splitlines()) == unweighted(
+        line.rstrip("\n") for line in lines[:250])
     other = generate_events("ttbar", 20, seed=4, workers=1, progress=False).sample
     assert not np.array_equal(other.met, first.met[:20])
 

@@ -147,9 +147,13 @@ def events(
     scheduler: str = typer.Option(None, "--scheduler", help="Address of a Dask scheduler to run on instead."),
     mpi: bool = typer.Option(False, "--mpi/--no-mpi", help="Multi-parton interactions (off: ~3x faster)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    stop_mass: float = typer.Option(None, "--stop-mass", help="stop: the stop mass in GeV [default 220]."),
+    lsp_mass: float = typer.Option(None, "--lsp-mass", help="stop: the neutralino mass in GeV [default 20]."),
 ) -> None:
     """Reference collision events: Pythia 8, FastJet anti-kT R=0.4 and a parametrised detector
-    (a stand-in for Delphes), with the Dark Machines object and event selection."""
+    (a stand-in for Delphes), with the Dark Machines object and event selection. Every event
+    is weighted by the selected cross-section in pb over the number of events in the file
+    (the weights of a file sum to its cross-section; files concatenate into a cocktail)."""
     from hepgen.errors import OptionError
     from hepgen.simulate.events import generate_events
 
@@ -157,10 +161,11 @@ def events(
         raise OptionError(f"--num-events must be positive, got {num_events}")
     check_output_file(out)
     summary = generate_events(process.value, num_events, seed=seed, out=out, workers=workers,
-                              scheduler=scheduler, mpi=mpi, progress=progress)
+                              scheduler=scheduler, mpi=mpi, progress=progress, stop_mass=stop_mass,
+                              lsp_mass=lsp_mass)
     typer.echo(f"wrote {num_events} {process.value} events to {out} ({num_events / summary.seconds:.1f} events/s; "
                f"{summary.efficiency:.0%} of {summary.generated} generated passed the selection, "
-               f"sigma x eff = {summary.selected_sigma_pb:.4g} pb)")
+               f"sigma x eff = {summary.selected_sigma_pb:.4g} pb, the sum of the event weights)")
 
 
 class DijetProcess(str, Enum):

@@ -48,11 +48,26 @@ an ATLAS card) as far as Pythia alone allows:
 The file is written as the real Dark Machines files are: E, pT and MET in **MeV**, every
 number rounded to six significant digits (e.g. ``j,254038.0,196573.0,0.625305,-2.05165``),
 objects ordered b-jets, jets, e-, e+, mu- (``m-``), mu+ (``m+``), photons, each type by
-descending pT. The event ID is the event's 1-based position in the file; the weight is
-1.0 for every event (the Dark Machines weights scale to a luminosity and are ignored in
-seed 003's experiments; :class:`GenerationSummary` reports the generated cross-section
-after selection instead). :func:`selection_mask` is the selection as a validity check on
-any :class:`~hepgen.data.darkmachines.EventSample` (e.g. generated events).
+descending pT. The event ID is the event's 1-based position in the file.
+
+**Event weights** (the convention of every hepgen event file, producer and sampler alike,
+:func:`cross_section_weight`): each event of a file carries the same weight, the
+cross-section after the selection in **pb** divided by the number of events in the file,
+``w = sigma_gen x efficiency / N``. The weights of a file sum to its selected
+cross-section, so ``sum(w) x L`` (L in pb^-1) is the expected number of selected events
+at a luminosity L, and a cocktail of processes is assembled by concatenating files:
+every histogram filled with the weights is then a correctly normalised mixture,
+whatever the number of events in each file. (The real Dark Machines weights scale to
+10 fb^-1; multiply by 1e4 to compare. Files written before this convention carry 1.0.)
+:class:`GenerationSummary` reports the same cross-section. :func:`selection_mask` is
+the selection as a validity check on any :class:`~hepgen.data.darkmachines.EventSample`
+(e.g. generated events).
+
+**Stop mass scans**: ``--stop-mass`` / ``--lsp-mass`` (:func:`stop_slha`) replace the two
+masses of the built-in spectrum; the default point keeps the Dark Machines process ID
+``stop_01``, any other is written as ``stop<M>_neutralino<m>`` (GeV, the naming of the Dark
+Machines signal files, e.g. ``stop2b1000_neutralino300``), which
+:func:`parse_process_id` reads back, so a file says which mass point it holds.
 
 Work is split into chunks of :data:`CHUNK_EVENTS` accepted events whose Pythia and
 detector seeds derive from (seed, chunk index) only, so the output does not depend on
@@ -274,6 +289,58 @@ DECAY   1000006   1.0E+00
 DECAY   1000022   0.0
 """
 
+#: the stop and neutralino_1 masses [GeV] of the built-in spectrum (Dark Machines stop_01)
+STOP_MASSES = (220.0, 20.0)
+TOP_MASS = 173.0
+
+
+def stop_slha(stop_mass: float = STOP_MASSES[0], lsp_mass: float = STOP_MASSES[1]) -> str:
+    """The built-in SLHA spectrum with m(stop_1) and m(neutralino_1) replaced (GeV).
+
+    The stop decays to top + neutralino only, so ``stop_mass > lsp_mass + 173 GeV`` is
+    required (two-body decay); the default point returns :data:`STOP_SLHA` unchanged."""
+    if not (lsp_mass > 0 and stop_mass > lsp_mass + TOP_MASS):
+        raise OptionError(f"--stop-mass {stop_mass:g} / --lsp-mass {lsp_mass:g}: need lsp-mass > 0 and "
+                          f"stop-mass > lsp-mass + {TOP_MASS:g} GeV (stop -> top + neutralino)")
+    if (float(stop_mass), float(lsp_mass)) == STOP_MASSES:
+        return STOP_SLHA
+    text = STOP_SLHA.replace("   1000006   2.2E+02", f"   1000006   {float(stop_mass):.6E}")
+    text = text.replace("   1000022   2.0E+01", f"   1000022   {float(lsp_mass):.6E}")
+    return text.replace("stop_1 220 GeV -> top + neutralino_1 20 GeV (Dark Machines stop_01)",
+                        f"stop_1 {stop_mass:g} GeV -> top + neutralino_1 {lsp_mass:g} GeV")
+
+
+def process_id(process: str, masses: tuple[float, float] | None = None) -> str:
+    """The process ID written in the file: the Dark Machines name of ``process``; for a stop
+    mass point other than the default ``stop<M>_neutralino<m>``."""
+    if process not in PROCESSES:
+        raise OptionError(f"--process: unknown process {process!r}; choose one of {', '.join(PROCESSES)}")
+    if process != "stop" or masses is None or tuple(map(float, masses)) == STOP_MASSES:
+        return PROCESSES[process].process_id
+    return f"stop{float(masses[0]):g}_neutralino{float(masses[1]):g}"
+
+
+def parse_process_id(pid: str) -> tuple[str, tuple[float, float] | None]:
+    """(process name, (stop mass, LSP mass) or None) of a process ID; unknown IDs (e.g. other
+    Dark Machines samples) are their own name."""
+    import re
+
+    pid = str(pid)
+    for name, spec in PROCESSES.items():
+        if pid == spec.process_id:
+            return name, (STOP_MASSES if name == "stop" else None)
+    m = re.fullmatch(r"stop(\d+(?:\.\d+)?)_neutralino(\d+(?:\.\d+)?)", pid)
+    if m:
+        return "stop", (float(m.group(1)), float(m.group(2)))
+    return pid, None
+
+
+def cross_section_weight(selected_sigma_pb: float, num_events: int) -> float:
+    """The event weight of the convention (module docstring): selected cross-section [pb]
+    shared equally by the ``num_events`` events of a file."""
+    return float(selected_sigma_pb) / max(int(num_events), 1)
+
+
 PROCESSES: dict[str, ProcessSpec] = {
     "ttbar": ProcessSpec("ttbar", ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on")),
     "wjets": ProcessSpec("w_jets", ("WeakBosonAndParton:qqbar2Wg = on", "WeakBosonAndParton:qg2Wq = on",
@@ -287,7 +354,7 @@ PROCESSES: dict[str, ProcessSpec] = {
 }
 
 
-def _make_pythia(process: str, seed: int, mpi: bool):
+def _make_pythia(process: str, seed: int, mpi: bool, masses: tuple[float, float] | None = None):
     from hepgen.simulate.pythia import make_pythia
 
     spec = PROCESSES[process]
@@ -296,7 +363,7 @@ def _make_pythia(process: str, seed: int, mpi: bool):
     fd, slha_path = tempfile.mkstemp(prefix="hepgen-", suffix=".slha")
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(spec.slha)
+            f.write(spec.slha if masses is None else stop_slha(*masses))
         return make_pythia((*spec.settings, "SLHA:verbose = 0", f"SLHA:file = {slha_path}"), seed, mpi,
                            f"process {process!r}")
     finally:
@@ -479,16 +546,19 @@ def simulate_chunk(
     first_id: int = 1,
     mpi: bool = False,
     card: det.DetectorCard = det.ATLAS_LIKE,
+    masses: tuple[float, float] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[EventSample, int, int, float]:
     """``num_events`` selected events from one Pythia instance seeded by ``seed``.
 
-    Returns ``(events, generated, passed, sigma_pb)``: the events (IDs from ``first_id``),
-    how many Pythia events were generated and how many of them passed the selection (a
-    few more than returned: the last batch overshoots), and Pythia's estimate of the
-    generated cross-section.
+    Returns ``(events, generated, passed, sigma_pb)``: the events (IDs from ``first_id``,
+    weight 1.0 until :func:`generate_events` knows the file's cross-section), how many
+    Pythia events were generated and how many of them passed the selection (a few more
+    than returned: the last batch overshoots), and Pythia's estimate of the generated
+    cross-section. ``masses``: (stop, LSP) masses of the ``stop`` process (default
+    :data:`STOP_MASSES`).
     """
-    pythia = _make_pythia(process, seed, mpi)
+    pythia = _make_pythia(process, seed, mpi, masses)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     kept: list[EventSample] = []
     have = generated = passed = 0
@@ -518,7 +588,7 @@ def simulate_chunk(
     sigma_pb = pythia.infoPython().sigmaGen() * 1e9
     out = concatenate(kept)
     out.event_id = np.arange(first_id, first_id + len(out)).astype(object)
-    out.process = np.full(len(out), PROCESSES[process].process_id, dtype=object)
+    out.process = np.full(len(out), process_id(process, masses), dtype=object)
     return out, generated, passed, sigma_pb
 
 
@@ -553,21 +623,34 @@ def generate_events(
     mpi: bool = False,
     card: det.DetectorCard = det.ATLAS_LIKE,
     progress: bool = True,
+    stop_mass: float | None = None,
+    lsp_mass: float | None = None,
 ) -> GenerationSummary:
     """Simulate ``num_events`` selected events of ``process`` (see the module docstring).
 
     With ``out``, events are streamed into that Dark Machines file (written atomically:
-    a temporary file moved into place at the end) and not kept; otherwise they are
-    returned in the summary. ``workers`` local processes (default: all cores) or the Dask
-    cluster at ``scheduler`` share the chunks; the result depends only on ``seed``.
+    a temporary file moved into place at the end, after a second pass that writes the
+    cross-section weight of every event) and not kept; otherwise they are returned in the
+    summary, weighted the same way. ``workers`` local processes (default: all cores) or
+    the Dask cluster at ``scheduler`` share the chunks; the result depends only on
+    ``seed``. ``stop_mass`` / ``lsp_mass`` (GeV): the mass point of ``stop`` (default
+    :data:`STOP_MASSES`).
     """
     if process not in PROCESSES:
         raise OptionError(f"--process: unknown process {process!r}; choose one of {', '.join(PROCESSES)}")
     if num_events <= 0:
         raise OptionError(f"--num-events must be positive, got {num_events}")
+    masses = None
+    if stop_mass is not None or lsp_mass is not None:
+        if process != "stop":
+            raise OptionError(f"--stop-mass/--lsp-mass: only the stop process has masses, not {process!r}")
+        masses = (float(STOP_MASSES[0] if stop_mass is None else stop_mass),
+                  float(STOP_MASSES[1] if lsp_mass is None else lsp_mass))
+        stop_slha(*masses)  # checks the mass point
     sizes = chunk_sizes(num_events, CHUNK_EVENTS)
     firsts = np.concatenate([[1], 1 + np.cumsum(sizes)[:-1]]).tolist()
-    tasks = [(process, size, derive_seed(seed, i), firsts[i], mpi, card) for i, size in enumerate(sizes)]
+    tasks = [(process, size, derive_seed(seed, i), firsts[i], mpi, card, masses)
+             for i, size in enumerate(sizes)]
     stats = {"generated": 0, "passed": 0, "sigma": []}
     kept: list[EventSample] = []
     start = time.perf_counter()
@@ -585,14 +668,37 @@ def generate_events(
             write(sample)
         return consume
 
+    def summary(sample: EventSample | None) -> GenerationSummary:
+        sig = np.array(stats["sigma"], dtype=np.float64).reshape(-1, 2)
+        sigma_pb = float(np.average(sig[:, 0], weights=sig[:, 1])) if len(sig) and sig[:, 1].sum() else 0.0
+        return GenerationSummary(sample, num_events, stats["generated"], stats["passed"], sigma_pb,
+                                 time.perf_counter() - start)
+
     if out is None:
         run(collect(kept.append))
-    else:
-        from hepgen.data.atomic import atomic_output
+        result = summary(concatenate(kept))
+        result.sample.weight[:] = cross_section_weight(result.selected_sigma_pb, num_events)
+        return result
+    from hepgen.data.atomic import atomic_output, discard, temporary_beside
 
-        with atomic_output(Path(out)) as tmp, open(tmp, "w") as f:
-            run(collect(lambda s: f.writelines(format_event(s, i) + "\n" for i in range(len(s)))))
-    sig = np.array(stats["sigma"], dtype=np.float64).reshape(-1, 2)
-    sigma_pb = float(np.average(sig[:, 0], weights=sig[:, 1])) if len(sig) and sig[:, 1].sum() else 0.0
-    return GenerationSummary(concatenate(kept) if out is None else None, num_events, stats["generated"],
-                             stats["passed"], sigma_pb, time.perf_counter() - start)
+    out = Path(out)
+    with atomic_output(out) as tmp:
+        unweighted = temporary_beside(out)
+        try:
+            with open(unweighted, "w") as f:
+                run(collect(lambda s: f.writelines(format_event(s, i) + "\n" for i in range(len(s)))))
+            result = summary(None)
+            set_weights(unweighted, tmp, cross_section_weight(result.selected_sigma_pb, num_events))
+        finally:
+            discard(unweighted)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def set_weights(source: str | os.PathLike, target: str | os.PathLike, weight: float) -> None:
+    """Copy a Dark Machines file line by line with the event-weight field (the third) set to ``weight``."""
+    text = repr(float(weight))
+    with open(source) as src, open(target, "w") as dst:
+        for line in src:
+            event_id, process, _, rest = line.split(";", 3)
+            dst.write(f"{event_id};{process};{text};{rest}")
