@@ -10,6 +10,11 @@ model at this sample size), the reference producer's own rate (Pythia 8 + FastJe
 detector + selection, one core) measured in the same run, and the thesis' rows for
 context (its binning is unknown, so only the scale compares). Writes
 ``events_bench.md`` and ``events_bench.json`` after every row.
+
+:func:`bench_event_processes` runs that per process (issue 16: a multi-process
+``event-cflow`` is benched on every process it generates, each against its own reference,
+floor and producer rate): one folder and table per process, and a combined
+``events_bench.md`` / ``events_bench.json`` with the per-process tables.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ def time_reference(process: str = "ttbar", num: int = 300) -> float:
     """Selected events per second of the reference producer in this process (one core)."""
     from hepgen.simulate.events import simulate_chunk
 
-    simulate_chunk(process, 20, 1)
+    simulate_chunk(process, min(20, num), 1)
     start = time.perf_counter()
     simulate_chunk(process, num, 2)
     return num / (time.perf_counter() - start)
@@ -48,13 +53,26 @@ def _fmt(m: dict, key: str, digits: int = 4) -> str:
 
 def bench_events(models: list[str], reference: Path, floor: Path | None, out: Path, work: Path,
                  batch_size: int = 10_000, classifier_runs: int = 2, classifier_epochs: int = 20,
-                 solver: str | None = None, steps: int | None = None, echo=print) -> dict:
+                 solver: str | None = None, steps: int | None = None, echo=print, process: str | None = None,
+                 time_events: int = 300) -> dict:
+    """One table: every model against the events of ``reference`` (see the module docstring).
+
+    Args:
+        models: shipped names or run folders.
+        reference, floor: two producer files of the same process and size (``floor``: the
+            truth-floor row, or None).
+        out, work: the folder of the table and a scratch folder for the samples.
+        batch_size, solver, steps: the sampling; classifier_runs, classifier_epochs: the AUC.
+        process: the producer name of the reference's process: multi-process models sample
+            it, models that do not generate it are skipped (None: every model its own).
+        time_events: events of the producer's timing run.
+    """
     import torch
 
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     real = read_events(reference)
-    process = str(real.process[0])
+    process_id = str(real.process[0])
     threads = torch.get_num_threads()
     results: dict = {"reference": str(reference), "num_events": len(real), "batch_size": batch_size,
                      "threads": threads, "models": {}}
@@ -63,7 +81,7 @@ def bench_events(models: list[str], reference: Path, floor: Path | None, out: Pa
     cols = ("w1_avg", "kl_avg", "js_avg", "js_total_e", "js_total_pt", "auc")
 
     def write() -> list[str]:
-        md = [f"# Event models on {process}: {len(real)} generated vs {len(real)} reference events", "",
+        md = [f"# Event models on {process_id}: {len(real)} generated vs {len(real)} reference events", "",
               "Reference: Pythia 8 + FastJet + hepgen's parametrised detector (a stand-in for Delphes) with the "
               f"Dark Machines selection. Model rates on this CPU at batch {batch_size} with {threads} thread(s), "
               "including the redraws of events that fail the selection.", "",
@@ -90,14 +108,21 @@ def bench_events(models: list[str], reference: Path, floor: Path | None, out: Pa
     if floor is not None:
         echo(f"truth floor: {floor} vs {reference} ...")
         results["floor"] = evaluate_events(reference, floor, work / "floor", **kw).metrics
-    echo(f"reference producer ({process}) on one core ...")
-    results["producer_events_per_s"] = time_reference(process)
+    from hepgen.simulate.events import parse_process_id
+
+    name_of_process = process or parse_process_id(process_id)[0]
+    echo(f"reference producer ({name_of_process}) on one core ...")
+    results["producer_events_per_s"] = time_reference(name_of_process, time_events)
     write()
     for name in models:
         surrogate = load_model(name)
-        echo(f"{name}: sampling {len(real)} events ...")
+        if process is not None and process not in surrogate.processes:
+            echo(f"{name}: does not generate {process}, skipped")
+            continue
+        echo(f"{name}: sampling {len(real)} {name_of_process} events ...")
         start = time.perf_counter()
-        gen = surrogate.sample(len(real), seed=1, batch_size=batch_size, method=solver, steps=steps, progress=False)
+        gen = surrogate.sample(len(real), seed=1, batch_size=batch_size, method=solver, steps=steps, progress=False,
+                               process=process if surrogate.conditions is not None else None)
         rate = len(real) / (time.perf_counter() - start)
         path = work / f"{name.replace('/', '_')}.txt"
         write_events(gen, path)
@@ -111,4 +136,39 @@ def bench_events(models: list[str], reference: Path, floor: Path | None, out: Pa
                         if surrogate.cfg["model"] == "event-cflow" else "exact"),
         }
         write()
+    return results
+
+
+def bench_event_processes(models: list[str], processes: list[str], data: Path, num_events: int, out: Path,
+                          batch_size: int = 10_000, classifier_runs: int = 2, classifier_epochs: int = 20,
+                          solver: str | None = None, steps: int | None = None, time_events: int = 300,
+                          echo=print) -> dict:
+    """:func:`bench_events` for each of ``processes`` (producer names), in ``out/<process>/``.
+
+    The reference and floor samples of each process (``num_events`` each, seeds 9001 and
+    9002) are made in ``data`` when missing and reused after. Writes ``out/events_bench.md``
+    (the per-process tables one after another) and ``out/events_bench.json``
+    ({process: the results of :func:`bench_events`}); returns the latter.
+    """
+    from hepgen.simulate.events import generate_events
+
+    data.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict = {}
+    for process in processes:
+        reference = data / f"{process}_bench_reference_{num_events}.txt"
+        floor = data / f"{process}_bench_floor_{num_events}.txt"
+        for path, seed in ((reference, 9001), (floor, 9002)):
+            if not path.exists():
+                echo(f"making {path} ...")
+                generate_events(process, num_events, seed=seed, out=path, progress=False)
+        results[process] = bench_events(models, reference, floor, out / process, out / process / "events_work",
+                                        batch_size=batch_size, classifier_runs=classifier_runs,
+                                        classifier_epochs=classifier_epochs, solver=solver, steps=steps, echo=echo,
+                                        process=process, time_events=time_events)
+        md = [f"# Event models per process ({num_events} generated vs {num_events} reference events each)", ""]
+        for done in results:
+            md += [f"## {done}", "", *(out / done / "events_bench.md").read_text().splitlines()[2:], ""]
+        (out / "events_bench.md").write_text("\n".join(md) + "\n")
+        (out / "events_bench.json").write_text(json.dumps(results, indent=1, default=float))
     return results

@@ -108,28 +108,47 @@ def calo(
 @app.command("events")
 def events(
     models: list[str] = typer.Option(None, "--model", help="Shipped model or run folder [default: the shipped event models]."),
-    process: str = typer.Option("ttbar", "--process", help="Process of the reference samples (made if missing)."),
-    num_events: int = typer.Option(20_000, "--num-events", help="Events in the reference (and each generated) sample."),
+    processes: list[str] = typer.Option(None, "--process", help="Process of the reference samples (made if missing); repeat for several [default: every process the models generate; ttbar for single-process models]."),
+    num_events: int = typer.Option(20_000, "--num-events", help="Events in the reference (and each generated) sample, per process."),
     batch_size: int = typer.Option(10_000, "--batch-size", help="Events per forward pass when sampling."),
     classifier_epochs: int = typer.Option(20, "--classifier-epochs", help="Epochs of each classifier run."),
     classifier_runs: int = typer.Option(2, "--classifier-runs", help="Repeated classifier runs (error = spread)."),
     solver: str = typer.Option(None, "--solver", help="Override the ODE solver of event-cflow models."),
     steps: int = typer.Option(None, "--steps", help="Override the solver steps of event-cflow models."),
+    time_events: int = typer.Option(300, "--time-events", help="Events of the producer's timing run (one core)."),
     data: Path = typer.Option(Path("data/events"), "--data", help="Folder for the cached reference samples."),
     out: Path = typer.Option(Path("bench-results"), "--out", help="Folder for events_bench.md/.json."),
 ) -> None:
-    """The Table 7.20 columns (W1/KL/JS averages) plus total-E/pT agreement, AUC, events/s vs the producer."""
-    from hepgen.bench.events import bench_events
+    """The Table 7.20 columns (W1/KL/JS averages) plus total-E/pT agreement, AUC, events/s vs the producer;
+    with several processes (a multi-process event-cflow) one table per process."""
+    from hepgen.bench.events import bench_event_processes, bench_events
     from hepgen.errors import OptionError
+    from hepgen.models.registry import load_model
     from hepgen.shipped import shipped_models
     from hepgen.simulate.events import PROCESSES, generate_events
 
-    if process not in PROCESSES:
-        raise OptionError(f"--process: unknown process {process!r}; choose one of {', '.join(PROCESSES)}")
+    for process in processes or []:
+        if process not in PROCESSES:
+            raise OptionError(f"--process: unknown process {process!r}; choose one of {', '.join(PROCESSES)}")
     if num_events <= 0:
         raise OptionError(f"--num-events must be positive, got {num_events}")
     if batch_size <= 0:
         raise OptionError(f"--batch-size must be positive, got {batch_size}")
+    if time_events <= 0:
+        raise OptionError(f"--time-events must be positive, got {time_events}")
+    names = list(models) if models else [n for n in shipped_models() if n.startswith("event-")]
+    if not names:
+        raise OptionError("--model: no event model given and none shipped")
+    if not processes:
+        generated = {p for n in names for p in load_model(n).processes}
+        processes = [p for p in PROCESSES if p in generated] or ["ttbar"]
+    if len(processes) > 1:
+        bench_event_processes(names, list(processes), data, num_events, out, batch_size=batch_size,
+                              classifier_runs=classifier_runs, classifier_epochs=classifier_epochs, solver=solver,
+                              steps=steps, time_events=time_events, echo=typer.echo)
+        typer.echo((out / "events_bench.md").read_text())
+        return
+    process = processes[0]
     data.mkdir(parents=True, exist_ok=True)
     reference = data / f"{process}_bench_reference_{num_events}.txt"
     floor = data / f"{process}_bench_floor_{num_events}.txt"
@@ -137,10 +156,7 @@ def events(
         if not path.exists():
             typer.echo(f"making {path} ...")
             generate_events(process, num_events, seed=seed, out=path)
-    names = list(models) if models else [n for n in shipped_models() if n.startswith("event-")]
-    if not names:
-        raise OptionError("--model: no event model given and none shipped")
     bench_events(names, reference, floor, out, out / "events_work", batch_size=batch_size,
                  classifier_runs=classifier_runs, classifier_epochs=classifier_epochs, solver=solver, steps=steps,
-                 echo=typer.echo)
+                 echo=typer.echo, process=process, time_events=time_events)
     typer.echo((out / "events_bench.md").read_text())

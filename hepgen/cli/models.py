@@ -25,7 +25,7 @@ def train(
                                           "tnf, tgan; showers calodream (with a latent section: laViT), caloinn, "
                                           "caloinn-vae, mdma-calo; grids gan-3d, wgan-3d, bib-ae; hit clouds "
                                           "ddpm-hits; events event-cflow, event-rqs, event-maf-types."),
-    data: Path = typer.Option(..., "--data", help="Training data: jets (JetNet layout), showers (CaloChallenge layout) or events (Dark Machines text)."),
+    data: list[Path] = typer.Option(..., "--data", help="Training data: jets (JetNet layout), showers (CaloChallenge layout) or events (Dark Machines text). event-cflow: repeat for several processes (one file each; the process ID field of the events says which), giving one process-conditioned model."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (config, transforms, checkpoints, weights)."),
     config: Path = typer.Option(None, "--config", help="YAML overriding sections network/training/sampler."),
     max_epochs: int = typer.Option(None, "--max-epochs", help="Stop after this many epochs."),
@@ -55,10 +55,14 @@ def train(
                 (CALO_MODELS, "hepgen.training.calo:train_calo_model", {"num_showers": num_showers})]
     from hepgen.training.run import MODELS as JET_MODELS
 
-    if model not in (*JET_MODELS, *(n for names, _, _ in trainers for n in names)):
-        from hepgen.errors import OptionError
+    from hepgen.errors import OptionError
 
+    if model not in (*JET_MODELS, *(n for names, _, _ in trainers for n in names)):
         raise OptionError(f"unknown model {model!r}; choose from {', '.join(trainable_models())}")
+    if len(data) > 1 and model != "event-cflow":
+        raise OptionError(f"--data: {model} trains on one file; only event-cflow takes several (one per process)")
+    if model != "event-cflow":
+        data = data[0]
     for names, target, extra in trainers:
         if model in names:
             module, func = target.split(":")
@@ -81,8 +85,13 @@ def sample(
     batch_size: int = typer.Option(None, "--batch-size", help="Jets (default: the model's, 2048 unless its config says otherwise) or showers (default 1000) per forward pass."),
     solver: str = typer.Option(None, "--solver", help="ODE solver of flow-matching models (euler, midpoint, rk4, dopri5, bespoke); ancestral or ddim for ddpm-hits."),
     steps: int = typer.Option(None, "--steps", help="ODE solver steps of flow-matching models."),
+    process: str = typer.Option(None, "--process", help="Event models: the process to generate (ttbar, wjets, zjets, multijet, gammajets, stop); needed for a multi-process model such as event-cflow/sm."),
+    stop_mass: float = typer.Option(None, "--stop-mass", help="Event models with stop: the stop mass in GeV (a mass scan is a condition)."),
+    lsp_mass: float = typer.Option(None, "--lsp-mass", help="Event models with stop: the neutralino mass in GeV."),
 ) -> None:
-    """Sample jets, showers or events from a trained or shipped model."""
+    """Sample jets, showers or events from a trained or shipped model. Events are written in
+    the Dark Machines format with the process ID set and every event weighted by the
+    process's selected cross-section in pb over --num (files concatenate into a cocktail)."""
     import time
 
     from hepgen.data.jetnet import write_jets
@@ -102,12 +111,15 @@ def sample(
         from hepgen.data.darkmachines import write_events
 
         start = time.perf_counter()
-        events = surrogate.sample(num, seed=seed, batch_size=batch_size or 10_000, method=solver, steps=steps)
+        events = surrogate.sample(num, seed=seed, batch_size=batch_size or 10_000, method=solver, steps=steps,
+                                  process=process, stop_mass=stop_mass, lsp_mass=lsp_mass)
         elapsed = time.perf_counter() - start
         write_events(events, out)
-        typer.echo(f"wrote {num} {surrogate.process} events to {out} ({num / elapsed:.0f} events/s; "
+        typer.echo(f"wrote {num} {events.process[0]} events to {out} ({num / elapsed:.0f} events/s; "
                    f"{100 * surrogate.rejected_fraction:.1f}% of drawn events failed the selection and were redrawn)")
         return
+    if process is not None or stop_mass is not None or lsp_mass is not None:
+        raise OptionError("--process/--stop-mass/--lsp-mass: only event models generate processes")
 
     from hepgen.models.assemblies.hits import HitSurrogate
 

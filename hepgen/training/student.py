@@ -122,13 +122,13 @@ def fit_event_solvers(run: str | Path, steps=(1, 2), pairs: int = 4096, referenc
     for p in net.parameters():
         p.requires_grad_(False)
     rng = np.random.default_rng(seed)
-    counts = surrogate.counts.sample(pairs, rng)
+    # count vectors (and for a multi-process model each pair's process) as the sampler draws them
+    counts, c = surrogate.draw_conditions(pairs, rng)
     total = counts.sum(1)
     width = int(total.max()) + 1
     mask = torch.zeros(pairs, width, dtype=torch.bool)
     mask[:, 0] = True
     mask[:, 1:] = torch.arange(width - 1)[None, :] < torch.as_tensor(total)[:, None]
-    c = torch.as_tensor(counts, dtype=torch.float32)
     gen = torch.Generator().manual_seed(seed)
     x0 = torch.randn(pairs, width, 4, generator=gen) * mask[..., None]
     with torch.no_grad():

@@ -18,6 +18,23 @@
   field conditioned on time and the count vector, so the momentum balance and the
   total energy of the event are learned, not left to chance.
 
+  Trained on files of several processes (``hepgen train event-cflow --data ttbar.txt
+  --data wjets.txt ...``; the process ID field of each event says which), one network
+  serves them all (:class:`ProcessConditions`): the condition is the count vector, a
+  one-hot of the process and, when a stop sample is among them, the stop and neutralino
+  masses as continuous inputs (0 for the SM processes), so a stop mass scan is a
+  condition, not a retraining. Each process -- each stop mass point -- keeps its own alias
+  sampler (:class:`ProcessCounts`), exact on its training counts; an untrained stop mass
+  point borrows the count vectors of the nearest trained one. A model trained on one
+  process stays the single-process model it always was.
+
+Sampled events carry the event weight of :mod:`hepgen.simulate.events` (the selected
+cross-section in pb over the number of events in the file), with the cross-section each
+process had in its training files (the sum of their weights; an untrained stop mass point
+interpolates log sigma linearly in the stop mass), so sampled files of several processes
+concatenate into a cocktail as the producer's do; a model whose training files carried no
+cross-section (weight 1.0 everywhere, written before that convention) writes 1.0.
+
 Every sampler applies the validity check of the dataset (the Dark Machines object and
 event selection, :func:`hepgen.simulate.events.selection_mask`) and redraws rejected
 events; :attr:`EventSurrogate.rejected_fraction` reports how many were rejected.
@@ -116,24 +133,29 @@ def torch_token_layout(counts: torch.Tensor, length: int) -> tuple[torch.Tensor,
 
 
 class EventVelocity(nn.Module):
-    """v(t, tokens | count vector): gated mean-field blocks over the MET + object tokens."""
+    """v(t, tokens | condition): gated mean-field blocks over the MET + object tokens.
+
+    The condition is (B, 7 + num_conditions): the count vector, then (multi-process
+    models) the process one-hot and the masses of :meth:`ProcessConditions.vector`; it
+    enters the event-wide field with the time embedding (counts as log1p)."""
 
     def __init__(self, l_dim: int = 64, hidden: int = 128, heads: int = 4, num_blocks: int = 6, time_dim: int = 16,
-                 max_rank: int = 8, max_tokens: int = 21):
+                 max_rank: int = 8, max_tokens: int = 21, num_conditions: int = 0):
         super().__init__()
         from hepgen.models.blocks.mean_field import MeanFieldBody
 
         self.max_rank = max_rank
         self.time = CosineTimeEmbedding(time_dim)
-        cond_dim = time_dim + NUM_TYPES
+        cond_dim = time_dim + NUM_TYPES + int(num_conditions)
         self.body = MeanFieldBody(4 + NUM_TYPES + 1 + max_rank + cond_dim, l_dim, hidden, heads, num_blocks,
                                   cond_dim=cond_dim, max_particles=max_tokens, norm=True, gated=True)
         self.beta = nn.Linear(l_dim, 4)
 
-    def forward(self, t, x, mask, counts):
+    def forward(self, t, x, mask, cond):
         B, T, _ = x.shape
+        counts = cond[:, :NUM_TYPES]
         types, ranks = torch_token_layout(counts, T - 1)
-        c = torch.cat([self.time(t), torch.log1p(counts.float())], -1)
+        c = torch.cat([self.time(t), torch.log1p(counts.float()), cond[:, NUM_TYPES:].float()], -1)
         inp = torch.cat([x, nn.functional.one_hot(types, NUM_TYPES + 1).float(),
                          nn.functional.one_hot(ranks.clamp(max=self.max_rank - 1), self.max_rank).float(),
                          c[:, None].expand(B, T, -1)], -1)
@@ -145,15 +167,104 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+#: the masses enter the condition in TeV
+MASS_SCALE = 1000.0
+
+
+class ProcessConditions:
+    """The process part of a multi-process event-cflow's condition.
+
+    ``points``: by process ID (one per process; one per stop mass point), a dict with
+    ``process`` (the producer's name: ttbar, wjets, ..., stop), ``masses`` ([stop, LSP]
+    GeV or None), ``sigma_pb`` (the selected cross-section of its training files, or None)
+    and ``events`` (training events). The condition vector of an event is the one-hot of
+    its process name over :attr:`names` followed, when any point has masses, by the two
+    masses in TeV (zeros for the SM processes)."""
+
+    def __init__(self, points: dict[str, dict]):
+        self.points = {str(k): dict(v) for k, v in points.items()}
+        self.names = sorted({p["process"] for p in self.points.values()})
+        self.with_masses = any(p.get("masses") is not None for p in self.points.values())
+
+    @property
+    def dim(self) -> int:
+        return len(self.names) + 2 * self.with_masses
+
+    def vector(self, names, masses) -> np.ndarray:
+        """(N, dim) float32 conditions of events with process ``names`` (N,) and ``masses``
+        (N, 2) GeV (NaN or anything for processes without masses)."""
+        names = np.asarray(names, dtype=object)
+        out = np.zeros((len(names), self.dim), np.float32)
+        for i, name in enumerate(self.names):
+            out[names == name, i] = 1.0
+        if self.with_masses:
+            m = np.nan_to_num(np.asarray(masses, np.float64).reshape(len(names), 2) / MASS_SCALE)
+            out[:, len(self.names):] = m * (names == "stop")[:, None]
+        return out
+
+    def point_vector(self, pid: str, masses=None, num: int = 1) -> np.ndarray:
+        """(num, dim) condition of the process ID ``pid`` (a trained point or a new stop mass point)."""
+        from hepgen.simulate.events import parse_process_id
+
+        name, parsed = parse_process_id(pid)
+        m = masses if masses is not None else (parsed if parsed is not None else (np.nan, np.nan))
+        return self.vector(np.full(num, name, dtype=object), np.tile(np.asarray(m, np.float64), (num, 1)))
+
+    def nearest(self, masses) -> str:
+        """The trained stop point nearest to ``masses`` (GeV) in the (stop, LSP) plane."""
+        stops = {k: p for k, p in self.points.items() if p["process"] == "stop" and p.get("masses") is not None}
+        return min(stops, key=lambda k: float(np.hypot(*(np.asarray(stops[k]["masses"]) - np.asarray(masses)))))
+
+    def sigma_pb(self, pid: str, masses=None) -> float | None:
+        """The selected cross-section of a point; for an untrained stop mass point log sigma
+        linear in the stop mass through the trained points (the nearest one's with only one
+        trained stop mass)."""
+        if pid in self.points:
+            return self.points[pid].get("sigma_pb")
+        stops = [p for p in self.points.values() if p["process"] == "stop" and p.get("sigma_pb")]
+        ms = np.array([p["masses"][0] for p in stops], np.float64)
+        if len(set(ms.tolist())) < 2:
+            return self.points[self.nearest(masses)].get("sigma_pb")
+        slope, icpt = np.polyfit(ms, np.log([p["sigma_pb"] for p in stops]), 1)
+        return float(np.exp(icpt + slope * float(masses[0])))
+
+    def to_dict(self) -> dict:
+        return {"points": self.points}
+
+
+class ProcessCounts:
+    """One alias sampler of the count vector per process ID (exact on each one's training counts)."""
+
+    def __init__(self, samplers: dict[str, AliasSampler]):
+        self.samplers = dict(samplers)
+
+    @property
+    def values(self) -> np.ndarray:
+        """Every count vector any process can draw."""
+        return np.unique(np.concatenate([s.values for s in self.samplers.values()]), axis=0)
+
+    def sample(self, num: int, rng: np.random.Generator, pid: str) -> np.ndarray:
+        return self.samplers[pid].sample(num, rng)
+
+    def to_dict(self) -> dict:
+        return {"per_process": {k: s.to_dict() for k, s in self.samplers.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ProcessCounts":
+        return cls({k: AliasSampler.from_dict(v) for k, v in d["per_process"].items()})
+
+
 class EventSurrogate:
     """A trained event model: config + fitted transform + count sampler + networks."""
 
-    def __init__(self, cfg: dict, transform, counts: AliasSampler, networks: dict[str, nn.Module],
+    def __init__(self, cfg: dict, transform, counts: AliasSampler | ProcessCounts, networks: dict[str, nn.Module],
                  solvers: dict | None = None):
         self.cfg, self.transform, self.counts, self.networks = cfg, transform, counts, networks
         #: bespoke few-step solvers of event-cflow by steps (``hepgen student RUN``)
         self.solvers = solvers or {}
         self.rejected_fraction = float("nan")
+        #: multi-process event-cflow: the process part of the condition (None: one process)
+        self.conditions = ProcessConditions(cfg["conditions"]["points"]) if cfg.get("conditions") else None
 
     @staticmethod
     def build(cfg: dict) -> dict[str, nn.Module]:
@@ -183,6 +294,94 @@ class EventSurrogate:
     def process(self) -> str:
         return str(self.cfg.get("process", "generated"))
 
+    @property
+    def processes(self) -> list[str]:
+        """The producer names of the processes this model generates (ttbar, wjets, ..., stop)."""
+        from hepgen.simulate.events import parse_process_id
+
+        if self.conditions is not None:
+            return list(self.conditions.names)
+        return [parse_process_id(self.process)[0]]
+
+    def resolve(self, process: str | None = None, stop_mass: float | None = None,
+                lsp_mass: float | None = None) -> tuple[str, tuple[float, float] | None]:
+        """(process ID, stop/LSP masses or None) to sample for ``--process`` and the masses.
+
+        Raises an :class:`OptionError` naming the option for an unknown process, a process the
+        model was not trained on, masses for a process without them, or no ``--process`` for
+        a multi-process model."""
+        from hepgen.simulate.events import PROCESSES, STOP_MASSES, parse_process_id, process_id, stop_slha
+
+        trained = self.processes
+        if process is None:
+            if self.conditions is not None:
+                raise OptionError(f"--process: this model generates several processes; choose one of "
+                                  f"{', '.join(trained)}")
+            process = trained[0]
+        if process not in trained:
+            if process not in PROCESSES:
+                raise OptionError(f"--process: unknown process {process!r}; choose one of {', '.join(PROCESSES)}")
+            raise OptionError(f"--process {process}: this model was not trained on {process} "
+                              f"(trained: {', '.join(trained)})")
+        if process != "stop":
+            if stop_mass is not None or lsp_mass is not None:
+                raise OptionError(f"--stop-mass/--lsp-mass: only the stop process has masses, not {process!r}")
+            if self.conditions is None:
+                return self.process, None
+            return next(k for k, p in self.conditions.points.items() if p["process"] == process), None
+        if self.conditions is None:  # a single-process stop model: only its own mass point
+            own = parse_process_id(self.process)[1] or STOP_MASSES
+            asked = (float(own[0] if stop_mass is None else stop_mass), float(own[1] if lsp_mass is None else lsp_mass))
+            if asked != tuple(own):
+                raise OptionError(f"--stop-mass/--lsp-mass: this model learnt one mass point, {own[0]:g}/{own[1]:g} "
+                                  f"GeV; a mass scan needs a model trained on several processes or mass points")
+            return self.process, tuple(own)
+        points = {k: tuple(p["masses"]) for k, p in self.conditions.points.items() if p["process"] == "stop"}
+        if stop_mass is None and lsp_mass is None and len(points) == 1:
+            return next(iter(points.items()))
+        default = STOP_MASSES if STOP_MASSES in points.values() else None
+        if (stop_mass is None or lsp_mass is None) and default is None:
+            raise OptionError("--stop-mass/--lsp-mass: give both masses (trained points: "
+                              + ", ".join(f"{a:g}/{b:g}" for a, b in points.values()) + " GeV)")
+        masses = (float(default[0] if stop_mass is None else stop_mass),
+                  float(default[1] if lsp_mass is None else lsp_mass))
+        stop_slha(*masses)  # checks the mass point
+        return process_id("stop", masses), masses
+
+    def draw_conditions(self, num: int, rng: np.random.Generator, pid: str | None = None,
+                        masses=None) -> tuple[np.ndarray, torch.Tensor]:
+        """Count vectors (num, 7) and the network's condition (num, 7 + extra) float32.
+
+        ``pid``: the process ID of a multi-process model (see :meth:`resolve`); an untrained
+        stop mass point draws the count vectors of the nearest trained point. With
+        ``pid=None`` a multi-process model draws each event's process uniformly from the
+        trained points (as a few-step student needs them); a single-process model ignores it."""
+        if self.conditions is None:
+            counts = self.counts.sample(num, rng)
+            return counts, torch.as_tensor(counts, dtype=torch.float32)
+        if pid is None:
+            keys = list(self.conditions.points)
+            which = rng.integers(0, len(keys), num)
+            counts = np.zeros((num, NUM_TYPES), np.int64)
+            extra = np.zeros((num, self.conditions.dim), np.float32)
+            for i, key in enumerate(keys):
+                sel = which == i
+                counts[sel] = self.counts.sample(int(sel.sum()), rng, key)
+                extra[sel] = self.conditions.point_vector(key, num=int(sel.sum()))
+        else:
+            source = pid if pid in self.counts.samplers else self.conditions.nearest(masses)
+            counts = self.counts.sample(num, rng, source)
+            extra = self.conditions.point_vector(pid, masses, num)
+        return counts, torch.as_tensor(np.concatenate([counts, extra], 1), dtype=torch.float32)
+
+    def event_weight(self, pid: str, num: int, masses=None) -> float:
+        """The weight of each of ``num`` sampled events of ``pid``: the training cross-section
+        over ``num`` (convention of :mod:`hepgen.simulate.events`), 1.0 when unknown."""
+        from hepgen.simulate.events import cross_section_weight
+
+        sigma = self.conditions.sigma_pb(pid, masses) if self.conditions is not None else self.cfg.get("sigma_pb")
+        return 1.0 if sigma is None else cross_section_weight(sigma, num)
+
     # -- persistence -----------------------------------------------------------------
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
@@ -209,7 +408,8 @@ class EventSurrogate:
         for k, n in nets.items():
             n.load_state_dict({p: v.float() for p, v in state[k].items()})
             n.to(dev).eval()
-        counts = AliasSampler.from_dict(json.loads((folder / "counts.json").read_text()))
+        counts = json.loads((folder / "counts.json").read_text())
+        counts = ProcessCounts.from_dict(counts) if "per_process" in counts else AliasSampler.from_dict(counts)
         solvers = {}
         if (folder / "solvers.pt").is_file():
             from hepgen.models.blocks.bespoke import BespokeSolver
@@ -227,14 +427,28 @@ class EventSurrogate:
 
     @torch.no_grad()
     def sample(self, num: int, seed: int = 0, batch_size: int = 10_000, method: str | None = None,
-               steps: int | None = None, valid_only: bool = True, progress: bool = True) -> EventSample:
-        """``num`` events; with ``valid_only`` events failing the selection are redrawn."""
+               steps: int | None = None, valid_only: bool = True, progress: bool = True,
+               process: str | None = None, stop_mass: float | None = None,
+               lsp_mass: float | None = None) -> EventSample:
+        """``num`` events; with ``valid_only`` events failing the selection are redrawn.
+
+        Args:
+            num, seed: how many events, and the seed that makes them reproducible.
+            batch_size: events per network pass; method, steps: the ODE solver (default: the
+                model's sampler).
+            process: the producer name of the process (ttbar, wjets, ..., stop); needed for a
+                multi-process model, optional (its own) for a single-process one.
+            stop_mass, lsp_mass: the stop mass point in GeV (multi-process models with stop).
+
+        The events carry the process ID of the process and the cross-section weight of
+        :meth:`event_weight`."""
         from tqdm.auto import tqdm
 
         from hepgen.simulate.events import selection_mask
 
         if num <= 0:
             raise OptionError(f"number of events must be positive, got {num}")
+        pid, masses = self.resolve(process, stop_mass, lsp_mass)
         sampler = self.cfg.get("sampler", {})
         method = method or sampler.get("method", "midpoint")
         steps = int(steps or sampler.get("steps", 8))
@@ -257,7 +471,7 @@ class EventSurrogate:
                 n = min(batch_size, todo - start)
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(int(rng.integers(2**62)))
-                    batch = self._sample_batch(n, rng, method, steps)
+                    batch = self._sample_batch(n, rng, method, steps, pid, masses)
                 ok = selection_mask(batch) if valid_only else np.ones(len(batch), bool)
                 drawn += len(batch)
                 rejected += int((~ok).sum())
@@ -274,10 +488,12 @@ class EventSurrogate:
                                    f"rounds (rejected fraction {self.rejected_fraction:.3f})")
         out = concatenate(kept)
         out.event_id = np.arange(num).astype(str).astype(object)
+        out.weight[:] = self.event_weight(pid, num, masses)
         return out
 
     def velocity(self, t, x, cond):
-        """The CFM velocity as a bespoke solver calls it: cond = (mask, counts)."""
+        """The CFM velocity as a bespoke solver calls it: cond = (mask, condition of
+        :meth:`draw_conditions`; for a single-process model the count vectors)."""
         mask, counts = cond
         return self.networks["velocity"](t, x, mask, counts) * mask[..., None]
 
@@ -288,8 +504,10 @@ class EventSurrogate:
         return integrate(self.networks["velocity"], x0, mask, counts, method=method, steps=steps)
 
     @torch.no_grad()
-    def _sample_batch(self, n: int, rng: np.random.Generator, method: str, steps: int) -> EventSample:
-        counts = self.counts.sample(n, rng)
+    def _sample_batch(self, n: int, rng: np.random.Generator, method: str, steps: int, pid: str | None = None,
+                      masses=None) -> EventSample:
+        counts, cond = self.draw_conditions(n, rng, pid, masses)
+        pid = pid or self.process
         model = self.cfg["model"]
         dev = self.device
         if model == "event-cflow":
@@ -306,14 +524,14 @@ class EventSurrogate:
                 mask = torch.zeros(len(group), m + 1, dtype=torch.bool)
                 mask[:, 0] = True
                 mask[:, 1:] = torch.arange(m)[None, :] < torch.as_tensor(total[group])[:, None]
-                c = torch.as_tensor(counts[group], dtype=torch.float32, device=dev)
+                c = cond[torch.as_tensor(group)].to(dev)
                 sol = self.solve(x0_all[group, : m + 1].to(dev), mask.to(dev), c, method, steps)
                 x[group, : m + 1] = sol.cpu().numpy()
             met_phi = rng.uniform(-np.pi, np.pi, n)
-            return self.transform.decode(x, counts, met_phi, self.process)
+            return self.transform.decode(x, counts, met_phi, pid)
         if model == "event-rqs":
             v = self.networks["flow"]().sample((n,)).cpu().numpy()
-            return self.transform.decode(v, self.process)
+            return self.transform.decode(v, pid)
         # event-maf-types: objects of every type drawn independently, then pT-ordered
         m = int(counts.sum(1).max())
         objects = np.zeros((n, m, 4))
@@ -332,4 +550,4 @@ class EventSurrogate:
                 types[rows, cols] = code
             start += k
         met = self.transform.inverse("met", self.networks["met"]().sample((n,)).cpu().numpy())
-        return build_sample(objects, types, 10.0 ** met[:, 0], wrap_phi(met[:, 1]), self.process)
+        return build_sample(objects, types, 10.0 ** met[:, 0], wrap_phi(met[:, 1]), pid)
