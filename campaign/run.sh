@@ -4,6 +4,7 @@
 #
 #   campaign/run.sh            # start / resume all runs
 #   campaign/run.sh mdma-gan-t30 caloinn-ds1-photons
+#   SEQUENTIAL=1 campaign/run.sh ipf-t30 pf-t30 apf-t30   # one after the other
 #
 # A run is campaign/RUN/ (a hepgen run folder; checkpoints/last.ckpt is its resumable
 # state, committed whenever work pauses) trained with campaign/RUN.yaml. The training
@@ -14,12 +15,16 @@ cd "$(dirname "$0")/.."
 HEPGEN=${HEPGEN:-.venv/bin/hepgen}
 MAX_TIME=${MAX_TIME:-150}
 declare -A MODEL=([mdma-flow-t30]=mdma-flow [mdma-gan-t30]=mdma-gan [epic-fm-t30]=epic-fm
-                  [caloinn-ds1-photons]=caloinn [caloinn-ds1-pions]=caloinn [calodream-ds2]=calodream)
+                  [caloinn-ds1-photons]=caloinn [caloinn-ds1-pions]=caloinn [calodream-ds2]=calodream
+                  [ipf-t30]=ipf [pf-t30]=pf [apf-t30]=apf)
 declare -A EPOCHS=([mdma-flow-t30]=150 [mdma-gan-t30]=150 [epic-fm-t30]=150
-                   [caloinn-ds1-photons]=40 [caloinn-ds1-pions]=40 [calodream-ds2]=60)
+                   [caloinn-ds1-photons]=40 [caloinn-ds1-pions]=40 [calodream-ds2]=60
+                   [ipf-t30]=6 [pf-t30]=6 [apf-t30]=6)
 # training data of each run and the command that makes it again (same seed, same file)
 JETS=data/t30_train.h5
+JETS30K=data/t30_train_30k.h5  # the first 30k jets of $JETS (point-flow baselines)
 declare -A DATA=([mdma-flow-t30]=$JETS [mdma-gan-t30]=$JETS [epic-fm-t30]=$JETS
+                 [ipf-t30]=$JETS30K [pf-t30]=$JETS30K [apf-t30]=$JETS30K
                  [caloinn-ds1-photons]=data/calo/ds1-photons_train.h5 [caloinn-ds1-pions]=data/calo/ds1-pions_train.h5
                  [calodream-ds2]=data/calo/ds2_train.h5)
 # showers per training file (DS2: 50k, 2.6 GB of float64 voxels in memory while training)
@@ -27,24 +32,40 @@ declare -A SHOWERS=([ds1-photons]=100000 [ds1-pions]=100000 [ds2]=50000)
 make_data() {
     case "$1" in
         $JETS) $HEPGEN data jets --jet-type t --num-particles 30 --num-jets 100000 --seed 1 --out "$1" ;;
+        $JETS30K) test -f $JETS || make_data $JETS
+            ${HEPGEN%hepgen}python -c "from hepgen.data.jetnet import read_jets, write_jets, JetSample as J; \
+s = read_jets('$JETS'); write_jets(J(s.particle_features[:30000], s.jet_features[:30000], jet_type=s.jet_type, \
+source=s.source), '$1')" ;;
         data/calo/*_train.h5) g=$(basename "$1" _train.h5)
             $HEPGEN data calo --geometry "$g" --num-showers "${SHOWERS[$g]}" --seed 1 --out "$1" ;;
     esac
 }
 RUNS=("${@:-mdma-flow-t30 mdma-gan-t30}")
 RUNS=(${RUNS[*]})
+# SEQUENTIAL=1: the runs one after the other in one background chain (short baselines)
+SEQUENTIAL=${SEQUENTIAL:-0}
 
 mkdir -p data/calo campaign/logs
 for run in "${RUNS[@]}"; do
     test -f "${DATA[$run]}" || make_data "${DATA[$run]}"
 done
-for run in "${RUNS[@]}"; do
-    dir=campaign/$run
-    resume=()
+# train RUN in the foreground: resume when it has a checkpoint
+train_run() {
+    local run=$1 dir=campaign/$1 resume=()
     if compgen -G "$dir/checkpoints/*.ckpt" > /dev/null; then resume=(--resume); fi
-    if [ -f "$dir/done" ]; then echo "$run: finished"; continue; fi
-    echo "$run: ${resume[*]:-start} (log campaign/logs/$run.log)"
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nohup $HEPGEN train "${MODEL[$run]}" --data "${DATA[$run]}" --out "$dir" \
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $HEPGEN train "${MODEL[$run]}" --data "${DATA[$run]}" --out "$dir" \
         --config "campaign/$run.yaml" --max-epochs "${EPOCHS[$run]}" --max-time "$MAX_TIME" "${resume[@]}" \
-        --no-progress >> "campaign/logs/$run.log" 2>&1 &
+        --no-progress >> "campaign/logs/$run.log" 2>&1
+}
+todo=()
+for run in "${RUNS[@]}"; do
+    if [ -f "campaign/$run/done" ]; then echo "$run: finished"; continue; fi
+    echo "$run: $(compgen -G "campaign/$run/checkpoints/*.ckpt" > /dev/null && echo --resume || echo start)" \
+         "(log campaign/logs/$run.log)${SEQUENTIAL/#1/, after the previous one}"
+    todo+=("$run")
 done
+if [ "$SEQUENTIAL" = 1 ]; then
+    ( trap '' HUP; for run in "${todo[@]}"; do train_run "$run" || true; done ) &
+else
+    for run in "${todo[@]}"; do ( trap '' HUP; train_run "$run" ) & done
+fi

@@ -22,7 +22,7 @@ def trainable_models() -> list[str]:
 
 def train(
     model: str = typer.Argument(..., help="Model name: jets mdma-gan, mdma-flow, epic-fm, epic-gan, nf, nf-c, nf-cc, "
-                                          "tnf, tgan; showers calodream (with a latent section: laViT), caloinn, "
+                                          "tnf, tgan, ipf, pf, apf; showers calodream (with a latent section: laViT), caloinn, "
                                           "caloinn-vae, mdma-calo; grids gan-3d, wgan-3d, bib-ae; hit clouds "
                                           "ddpm-hits; events event-cflow, event-rqs, event-maf-types."),
     data: list[Path] = typer.Option(..., "--data", help="Training data: jets (JetNet layout), showers (CaloChallenge layout) or events (Dark Machines text). event-cflow: repeat for several processes (one file each; the process ID field of the events says which), giving one process-conditioned model."),

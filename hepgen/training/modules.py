@@ -11,6 +11,8 @@
 * :class:`NLLModule` / :class:`FlowNLLModule` -- maximum likelihood of ``zuko`` flows /
   of the flattened-cloud flows with the optional mass constraint of NF(cc);
   :class:`LatentNLLModule` -- the INN of the VAE+INN on draws from the encoder.
+* :class:`PointFlowModule` -- IPF / PF / APF: maximum likelihood of every particle given
+  its jet's shape latent, with the adversarial term on the shape network for the APF.
 * :class:`VAEModule` -- the beta-VAE loss (:func:`hepgen.models.blocks.vae.beta_vae_loss`).
 
 ``sampling_network()`` returns the network to sample with (the EMA copy when there is
@@ -69,6 +71,12 @@ class TrainingModule(LightningModule):
     def update_ema(self):
         if self.ema is not None:
             self.ema.update_parameters(self.sampled())
+
+    def step_schedulers(self):
+        """One step of every learning-rate scheduler (modules with manual optimisation)."""
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            scheduler.step()
 
 
 def schedule_options(kwargs: dict) -> dict:
@@ -157,9 +165,7 @@ class GANModule(TrainingModule):
             self.generator_steps += 1
             self.update_ema()
             self.log("generator_loss", loss_g, prog_bar=True, batch_size=len(x))
-        schedulers = self.lr_schedulers()
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
-            scheduler.step()
+        self.step_schedulers()
         return loss_c
 
 
@@ -319,7 +325,106 @@ class FlowNLLModule(TrainingModule):
         return loss
 
 
+class PointFlowModule(TrainingModule):
+    """IPF / PF / APF (seed 000 sec. 5.4.2) on batches ``(x, mask)`` of clouds.
+
+    The loss is the NLL per particle feature of :class:`~hepgen.models.assemblies.
+    jet_networks.PointFlowNet`, every particle given z = Omega(X) of its own jet. With a
+    ``critic`` (the APF) a discriminator on whole clouds (the TGAN critic) tells training
+    jets from clouds sampled with the same z; the shape network alone gets the adversarial
+    gradient (its objective is to make the critic fail, which it can only do by finding a z
+    under which the particles are independent), with weight ``adversarial_weight``.
+    After every step the latents of the batch go into the sampling bank of the network and
+    of its EMA copy (each encoded by its own encoder).
+
+    Args:
+        flow: the :class:`PointFlowNet`.
+        critic: the APF's cloud critic, or None (IPF, PF).
+        lr, betas, weight_decay: AdamW of flow and encoder.
+        lr_critic, betas_critic: Adam of the critic.
+        adversarial_weight: weight of the LSGAN term on the shape network.
+        ema_decay: warm EMA of the flow (None: none).
+    """
+
+    def __init__(self, flow: torch.nn.Module, critic: torch.nn.Module | None = None, lr: float = 1e-4,
+                 betas=(0.9, 0.999), weight_decay: float = 0.01, lr_critic: float = 1e-4, betas_critic=(0.0, 0.999),
+                 adversarial_weight: float = 1.0, ema_decay: float | None = 0.999, **training):
+        super().__init__(schedule_options(training))
+        if critic is not None and flow.encoder is None:
+            raise OptionError("the adversarial point flow needs a shape network (network.shape_dim > 0)")
+        self.flow, self.critic = flow, critic
+        self.automatic_optimization = critic is None
+        self.ema = warm_ema(flow, ema_decay)
+        self.lr, self.betas, self.weight_decay = lr, tuple(betas), weight_decay
+        self.lr_critic, self.betas_critic, self.adversarial_weight = lr_critic, tuple(betas_critic), adversarial_weight
+
+    def sampled(self):
+        return self.flow
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.flow.parameters(), lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+        if self.critic is None:
+            return self.with_schedule(opt)
+        return self.with_schedule(opt, torch.optim.Adam(self.critic.parameters(), lr=self.lr_critic,
+                                                        betas=self.betas_critic))
+
+    def nll(self, x, mask):
+        """NLL per particle feature and the batch's latents."""
+        z = self.flow.encode(x, mask)
+        return -self.flow.log_prob(x, mask, z).sum() / (mask.sum() * x.shape[-1]).clamp(min=1), z
+
+    def remember(self, x, mask, z):
+        self.flow.remember(z)
+        if self.ema is not None and self.flow.encoder is not None:
+            with torch.no_grad():
+                self.ema.module.remember(self.ema.module.encode(x, mask))
+
+    def training_step(self, batch, batch_idx):
+        x, mask = batch
+        if self.critic is None:
+            nll, z = self.nll(x, mask)
+            self.remember(x, mask, z)
+            self.log("nll", nll, prog_bar=True, batch_size=len(x))
+            return nll
+        from hepgen.models.blocks.gan import lsgan_critic_loss, lsgan_generator_loss
+
+        opt, opt_c = self.optimizers()
+        m = mask[..., None].to(x.dtype)
+        nll, z = self.nll(x, mask)
+        gen = self.flow._flow(z, x.shape[:2]).transform.inv(torch.randn_like(x)) * m
+        real_score, _ = self.critic(x, mask)
+        fake_score, _ = self.critic(gen.detach(), mask)
+        loss_c = lsgan_critic_loss(real_score, fake_score)
+        opt_c.zero_grad()
+        self.manual_backward(loss_c)
+        opt_c.step()
+        self.critic.requires_grad_(False)
+        adv = lsgan_generator_loss(self.critic(gen, mask)[0])
+        encoder = list(self.flow.encoder.parameters())
+        adv_grads = torch.autograd.grad(adv, encoder, retain_graph=True, allow_unused=True)
+        opt.zero_grad()
+        self.manual_backward(nll)
+        for p, g in zip(encoder, adv_grads):
+            if g is not None:
+                p.grad = g * self.adversarial_weight if p.grad is None else p.grad + self.adversarial_weight * g
+        opt.step()
+        self.critic.requires_grad_(True)
+        self.remember(x, mask, z)
+        self.update_ema()
+        self.step_schedulers()
+        self.log("nll", nll, prog_bar=True, batch_size=len(x))
+        self.log("critic_loss", loss_c, batch_size=len(x))
+        self.log("adversarial_loss", adv, batch_size=len(x))
+        return nll
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.critic is None:
+            self.update_ema()
+
+
 def make_module(family: str, networks: dict, training: dict, **extra) -> LightningModule:
+    if family == "pointflow":
+        return PointFlowModule(networks["flow"], networks.get("critic"), **training)
     if family == "gan":
         return GANModule(networks["generator"], networks["critic"], **training)
     if family == "cfm":

@@ -212,3 +212,108 @@ class TNFGenerator(nn.Module):
         with torch.no_grad():
             x0 = self.prior.rsample(z.shape[0])[:, : z.shape[1]]
         return self.post(x0, mask)
+
+
+class ShapeEncoder(TransformerCritic):
+    """The permutation-invariant "shape" network of PF / APF: the TGAN critic's body with a
+    ``shape_dim``-dimensional output instead of a score (seed 000 footnote 9, L2236)."""
+
+    def __init__(self, shape_dim=10, l_dim=16, hidden=256, heads=16, num_blocks=4, **_):
+        super().__init__(l_dim, hidden, heads, num_blocks)
+        self.head = nn.Linear(l_dim, shape_dim)
+
+    def forward(self, x, mask):
+        h, m = self.token(self.alpha(x), mask)
+        for block in self.blocks:
+            h = block(h, m)
+        return self.head(h[:, 0])
+
+
+class PointFlowNet(nn.Module):
+    """IPF / PF / APF (seed 000 sec. 5.4.2): one RQS flow applied to every particle alone.
+
+    The idea is de Finetti's: an exchangeable cloud is a mixture of clouds of independent
+    points, p(X) = int p(z) prod_i p(x_i | z) dz. The IPF drops z (``shape_dim=0``): every
+    particle is an independent draw of the same 3-dim flow, so no correlation between
+    particles can be learned -- the baseline the seed shows. The PF (PointFlow, Yang et al.
+    arXiv:1906.12320) conditions the flow on z = Omega(X) from a permutation-invariant
+    :class:`ShapeEncoder`; the APF trains Omega adversarially as well (the module's job).
+
+    Sampling needs draws of z: the network keeps a ring buffer of the latents of the last
+    ``bank_size`` training jets (encoded by this very network; the trainer fills it) and
+    samples a Gaussian KDE of them (Scott's bandwidth). The bank is module extra state, so
+    it travels with the weights and the checkpoint but is not averaged by the EMA.
+
+    Args:
+        shape_dim: latent size (0: IPF; seed: 10).
+        transforms, bins, hidden, layers: the per-particle RQS coupling flow (seed 000
+            Table 5.1, the VNF's).
+        l_dim, hidden_shape, heads, num_blocks: the shape encoder (the TGAN critic's sizes).
+        bank_size: latents kept for sampling z.
+    """
+
+    def __init__(self, shape_dim=0, transforms=25, bins=6, hidden=128, layers=3, l_dim=16, hidden_shape=256,
+                 heads=16, num_blocks=4, bank_size=10_000, **_):
+        super().__init__()
+        from hepgen.models.blocks.flows import rqs_coupling_flow
+
+        self.shape_dim = int(shape_dim)
+        self.flow = rqs_coupling_flow(FEATURES, self.shape_dim, transforms, bins, hidden, layers)
+        self.encoder = ShapeEncoder(self.shape_dim, l_dim, hidden_shape, heads, num_blocks) if self.shape_dim else None
+        self.bank = torch.zeros(int(bank_size), max(self.shape_dim, 1))
+        self.bank_filled = 0
+        self.bank_pos = 0
+
+    # the latent bank: extra state (saved, loaded, never averaged)
+    def get_extra_state(self):
+        return {"bank": self.bank[: self.bank_filled].clone(), "pos": self.bank_pos, "size": len(self.bank)}
+
+    def set_extra_state(self, state):
+        self.bank = torch.zeros(int(state["size"]), max(self.shape_dim, 1))
+        self.bank_filled = len(state["bank"])
+        self.bank[: self.bank_filled] = state["bank"]
+        self.bank_pos = int(state["pos"])
+
+    def encode(self, x, mask):
+        """z = Omega(X) (B, shape_dim), or None for the IPF."""
+        return None if self.encoder is None else self.encoder(x, mask)
+
+    @torch.no_grad()
+    def remember(self, z: torch.Tensor) -> None:
+        """Write the latents of a batch into the ring buffer."""
+        if z is None:
+            return
+        z = z.detach().float().cpu()[: len(self.bank)]
+        idx = (self.bank_pos + torch.arange(len(z))) % len(self.bank)
+        self.bank[idx] = z
+        self.bank_pos = int((self.bank_pos + len(z)) % len(self.bank))
+        self.bank_filled = min(len(self.bank), self.bank_filled + len(z))
+
+    def sample_latent(self, num: int, device=None) -> torch.Tensor:
+        """``num`` draws of the Gaussian KDE of the bank (global torch RNG)."""
+        if not self.bank_filled:
+            raise RuntimeError("the latent bank is empty: the network has not seen training jets")
+        bank = self.bank[: self.bank_filled].double()
+        n, d = bank.shape
+        factor = n ** (-1.0 / (d + 4))  # Scott's rule
+        cov = torch.cov(bank.T).reshape(d, d) + 1e-9 * torch.eye(d, dtype=bank.dtype)
+        chol = torch.linalg.cholesky(cov)
+        z = bank[torch.randint(n, (num,))] + factor * torch.randn(num, d, dtype=bank.dtype) @ chol.T
+        return z.float().to(device)
+
+    def _flow(self, z, shape):
+        """The flow over particles of ``shape`` = (B, N), each given its jet's z."""
+        if z is None:
+            return self.flow()
+        return self.flow(z[:, None, :].expand(*shape, -1))
+
+    def log_prob(self, x, mask, z=None):
+        """Sum of the particles' log-densities per jet (B,); padded particles excluded."""
+        lp = self._flow(z, x.shape[:2]).log_prob(x)
+        return (lp * mask).sum(1)
+
+    def forward(self, noise, mask):
+        """Sampling: base noise (B, N, 3) -> particles, z drawn from the bank's KDE."""
+        z = self.sample_latent(len(noise), noise.device) if self.encoder is not None else None
+        x = self._flow(z, noise.shape[:2]).transform.inv(noise)
+        return x * mask[..., None]

@@ -33,7 +33,7 @@ from hepgen.transforms import JetPreprocessor, load as load_transform
 class ModelSpec:
     """A model name: its family, preprocessing, networks and default hyperparameters."""
 
-    family: str  # "gan", "cfm" or "nf"
+    family: str  # "gan", "cfm", "nf" or "pointflow"
     preprocessing: str
     generator: type | None = None
     critic: type | None = None
@@ -57,6 +57,11 @@ _GAN_TRAINING = dict(loss="lsgan", lr=1e-4, lr_gen=1e-4, betas=(0.0, 0.999), wei
 _NF_NETWORK = dict(transforms=25, bins=6, hidden=128, layers=3, conditional=False)
 _NF_TRAINING = dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01, batch_size=256, mass_weight=0.0,
                     select_every=1, select_jets=10_000, **_SCHEDULE)
+
+_POINT_FLOW = dict(shape_dim=10, transforms=25, bins=6, hidden=128, layers=3, l_dim=16, hidden_shape=256, heads=16,
+                   num_blocks=4, bank_size=10_000)
+_POINT_FLOW_TRAINING = dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01, batch_size=256, ema_decay=0.999,
+                            select_every=1, select_jets=10_000, **_SCHEDULE)
 
 MODELS: dict[str, ModelSpec] = {
     # seed 000 Table 5.4
@@ -95,6 +100,14 @@ MODELS: dict[str, ModelSpec] = {
                       training=dict(_NF_TRAINING)),
     "nf-cc": ModelSpec("nf", "boxcox", flow=nets.FlatFlow, network=dict(_NF_NETWORK, conditional=True),
                        training=dict(_NF_TRAINING, mass_weight=10.0)),
+    # seed 000 sec. 5.4.2: per-particle flows, the VNF's flow (Table 5.1) on each particle;
+    # PF / APF: the shape network is the TGAN critic's body with a 10-dim output
+    "ipf": ModelSpec("pointflow", "standard", flow=nets.PointFlowNet, network=dict(_POINT_FLOW, shape_dim=0),
+                     training=dict(_POINT_FLOW_TRAINING)),
+    "pf": ModelSpec("pointflow", "standard", flow=nets.PointFlowNet, network=dict(_POINT_FLOW),
+                    training=dict(_POINT_FLOW_TRAINING)),
+    "apf": ModelSpec("pointflow", "standard", critic=nets.TransformerCritic, flow=nets.PointFlowNet,
+                     network=dict(_POINT_FLOW), training=dict(_POINT_FLOW_TRAINING, adversarial_weight=1.0)),
     # seed 000 Table 5.2; the prior is a trained NF run given as network.prior
     "tnf": ModelSpec(
         "gan", "boxcox", nets.TNFGenerator, nets.TransformerCritic,
@@ -144,12 +157,18 @@ def build_networks(cfg: dict[str, Any]) -> dict[str, torch.nn.Module]:
         return {"generator": spec.generator(**net_cfg), "critic": spec.critic(**net_cfg)}
     if spec.family == "nf":
         return {"flow": spec.flow(**net_cfg)}
+    if spec.family == "pointflow":
+        networks = {"flow": spec.flow(**net_cfg)}
+        if spec.critic is not None:  # APF: a critic of the TGAN's size on whole clouds
+            networks["critic"] = spec.critic(l_dim=net_cfg["l_dim"], hidden=net_cfg["hidden_shape"],
+                                             heads=net_cfg["heads"], num_blocks=net_cfg["num_blocks"])
+        return networks
     return {"velocity": spec.velocity(**net_cfg)}
 
 
 def sampling_key(cfg) -> str:
     """Which of the trained networks samples: generator, velocity or flow."""
-    return {"gan": "generator", "cfm": "velocity", "nf": "flow"}[MODELS[cfg["model"]].family]
+    return {"gan": "generator", "cfm": "velocity", "nf": "flow", "pointflow": "flow"}[MODELS[cfg["model"]].family]
 
 
 class JetSurrogate:
@@ -224,7 +243,7 @@ class JetSurrogate:
     @torch.inference_mode()
     def generate_scaled(self, mask: torch.Tensor, noise: torch.Tensor, method=None, steps=None) -> torch.Tensor:
         """Network output in the preprocessed space for noise (B, N, 3) and mask (B, N)."""
-        if self.family == "gan":
+        if self.family in ("gan", "pointflow"):  # noise -> particles in one pass
             out = self.network(noise, mask)
             if "scaled_range" in self.cfg:  # the generator's output within the training range
                 lo, hi = (torch.as_tensor(v, dtype=out.dtype, device=out.device) for v in self.cfg["scaled_range"])
