@@ -168,6 +168,23 @@ def test_train_sample_resume_and_models(tmp_path, fixture_dir, capsys):
     assert run("models").returncode == 0
 
 
+def test_models_flags_shower_models_of_an_older_stand_in():
+    """A shipped shower model whose card records an older stand-in version than the producer
+    makes now is flagged in the listing; the jet models are not."""
+
+    from hepgen.shipped import card, shipped_models
+    from hepgen.simulate.showers import PRODUCER_VERSION
+
+    listing = run("models").stdout.splitlines()
+    for name, folder in shipped_models().items():
+        row = next(i for i, line in enumerate(listing) if line.startswith(name + " ") or line == name)
+        flagged = row + 1 < len(listing) and "note: trained on version" in listing[row + 1]
+        version = card(folder).get("stand_in_version")
+        assert flagged == (version is not None and version < PRODUCER_VERSION), name
+        if name.startswith(("mdma-gan", "mdma-flow")):
+            assert not flagged
+
+
 @pytest.mark.parametrize("name", ["mdma-gan/t30", "mdma-flow/t30"])
 def test_shipped_models_sample_reproducibly_without_training(name, tmp_path):
     listing = run("models")

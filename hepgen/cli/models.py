@@ -204,6 +204,12 @@ def models() -> None:
     found = shipped_models()
     if not found:
         typer.echo("no shipped models")
+    from hepgen.simulate.showers import PRODUCER_VERSION
+
     for name, folder in found.items():
         info = card(folder)
         typer.echo(f"{name:20s} {info.get('summary', '')}")
+        version = info.get("stand_in_version")
+        if version is not None and int(version) < PRODUCER_VERSION:
+            typer.echo(f"{'':20s} note: trained on version {version} of the shower stand-in; "
+                       f"`hepgen data calo` now makes version {PRODUCER_VERSION}: against new showers it scores worse than its card")

@@ -79,6 +79,16 @@ def stage_epochs(run: Path) -> dict[str, int]:
     return epochs
 
 
+def training_stand_in_version(path) -> int | None:
+    """The shower stand-in version (``producer_version``) of a training file, when it is at hand."""
+    from hepgen.data.calo import shower_file_attrs
+
+    if not path or not Path(path).is_file():
+        return None
+    version = shower_file_attrs(path).get("producer_version", 1)
+    return int(version)
+
+
 def ship_calo_run(run: str | Path, dest: str | Path, summary: str = "", sampler: dict | None = None,
                   hardware: str = "2 CPU cores, one thread per run", hours: float | None = None,
                   bench: dict | None = None) -> Path:
@@ -102,8 +112,10 @@ def ship_calo_run(run: str | Path, dest: str | Path, summary: str = "", sampler:
 
     torch.save(half(state), dest / "weights.pt")
     card = {"summary": summary or f"{cfg['model']} on {cfg['geometry']}", "model": cfg["model"],
-            "geometry": cfg["geometry"], "training_data": cfg.get("training_data"), "epochs_trained": stage_epochs(run),
-            "hours_trained": hours, "hardware": hardware, "weights": "float16 on disk"}
+            "geometry": cfg["geometry"], "training_data": cfg.get("training_data"),
+            "stand_in_version": training_stand_in_version(cfg.get("training_data")),
+            "epochs_trained": stage_epochs(run), "hours_trained": hours, "hardware": hardware,
+            "weights": "float16 on disk"}
     if bench:
         card["bench"] = bench
     (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
