@@ -134,12 +134,17 @@ class Process(str, Enum):
     multijet = "multijet"
     gammajets = "gammajets"
     stop = "stop"
+    htautau = "htautau"
+    hcharged = "hcharged"
+    leptoquark = "leptoquark"
 
 
 @app.command("events")
 def events(
     process: Process = typer.Option(..., "--process", help="ttbar, wjets, zjets, multijet, gammajets or stop "
-                                    "(stop pairs, 220 GeV -> top + 20 GeV neutralino)."),
+                                    "(stop pairs, 220 GeV -> top + 20 GeV neutralino); the AnomalyCLR signals "
+                                    "htautau (h0 60 GeV -> tau tau), hcharged (H+- 60 GeV -> tau nu), "
+                                    "leptoquark (LQ pairs 80 GeV -> b tau)."),
     num_events: int = typer.Option(..., "--num-events", help="Number of selected events to produce."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same file."),
     out: Path = typer.Option(..., "--out", help="Output text file (Dark Machines format, MeV)."),

@@ -54,8 +54,13 @@ class EventSample:
         self.weight = np.asarray(self.weight, dtype=np.float64)
         self.met = np.asarray(self.met, dtype=np.float64)
         self.met_phi = np.asarray(self.met_phi, dtype=np.float64)
-        self.objects = np.asarray(self.objects, dtype=np.float64).reshape(len(self.met), -1, 4)
-        self.types = np.asarray(self.types, dtype=np.int8).reshape(len(self.met), -1)
+        objects, types = np.asarray(self.objects, dtype=np.float64), np.asarray(self.types, dtype=np.int8)
+        if len(self.met) == 0:  # no event (e.g. none of a batch passed the selection): keep the width
+            self.objects = objects.reshape(0, objects.shape[1] if objects.ndim == 3 else 0, 4)
+            self.types = types.reshape(0, types.shape[1] if types.ndim == 2 else 0)
+        else:
+            self.objects = objects.reshape(len(self.met), -1, 4)
+            self.types = types.reshape(len(self.met), -1)
         n = len(self.met)
         for name in ("event_id", "process", "weight", "met_phi", "objects", "types"):
             if len(getattr(self, name)) != n:

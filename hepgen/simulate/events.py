@@ -25,6 +25,16 @@ an ATLAS card) as far as Pythia alone allows:
                           Dark Machines stop_01 sample; the spectrum is a small SLHA file
                           written by this module (:data:`STOP_SLHA`: everything else
                           decoupled at 5 TeV, neutralino_1 a pure bino)
+  htautau     hToTauTau   BSM scalar h0 (``HiggsBSM:gg2H2``, PDG 35), m = 60 GeV,
+                          h0 -> tau+ tau- only; the CMS anomaly-detection challenge's
+                          h0 -> tau tau signal (seed 002 L1383-1388, AnomalyCLR Table 5.2)
+  hcharged    hChToTauNu  charged scalar (``HiggsBSM:ffbar2H+-``, c sbar -> H+), m = 60 GeV,
+                          H+- -> tau nu only; the challenge's h+- -> tau nu signal
+  leptoquark  leptoquark  scalar leptoquark pairs (``LeptoQuark:gg2LQLQbar`` +
+                          ``qqbar2LQLQbar``, PDG 42), m = 80 GeV, LQ -> b tau; the
+                          challenge's LQ -> b tau signal. (Its fourth, A(50) -> Z* Z*
+                          -> 4 leptons, is not here: Pythia's ``gg2A3`` does not
+                          initialise with both Z far off shell.)
   ==========  ==========  ===============================================================
 
 * multi-parton interactions are off by default (``mpi=False``, ``--mpi`` turns them on):
@@ -352,6 +362,15 @@ PROCESSES: dict[str, ProcessSpec] = {
     "stop": ProcessSpec("stop_01", ("SUSY:gg2squarkantisquark = on", "SUSY:qqbar2squarkantisquark = on",
                                     "SUSY:idA = 1000006", "SUSY:idB = 1000006"), slha=STOP_SLHA),
 }
+#: the BSM signals of AnomalyCLR (seed 002 L1383-1388), in the same format as the SM processes
+PROCESSES.update({
+    "htautau": ProcessSpec("hToTauTau", ("Higgs:useBSM = on", "HiggsBSM:gg2H2 = on", "35:m0 = 60",
+                                         "35:onMode = off", "35:onIfMatch = 15 -15")),
+    "hcharged": ProcessSpec("hChToTauNu", ("Higgs:useBSM = on", "HiggsBSM:ffbar2H+- = on", "37:m0 = 60",
+                                           "37:onMode = off", "37:onIfAny = 15")),
+    "leptoquark": ProcessSpec("leptoquark", ("LeptoQuark:gg2LQLQbar = on", "LeptoQuark:qqbar2LQLQbar = on",
+                                             "42:m0 = 80", "42:0:products = 5 -15")),
+})
 
 
 def _make_pythia(process: str, seed: int, mpi: bool, masses: tuple[float, float] | None = None):
