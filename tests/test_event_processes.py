@@ -7,7 +7,6 @@ W+jets, and a stop "scan" file, the concatenation of 150 events at the default p
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -170,25 +169,31 @@ def test_cli_trains_on_several_files_and_samples_a_cocktail(tmp_path, capsys):
 
 
 def test_bench_events_per_process_on_a_tiny_budget(run, tmp_path):
-    """One table per process of a multi-process model, against that process's floor."""
+    """One table per process of a multi-process model, against that process's floor; the
+    stop at a chosen mass point (here a trained one, 300/50 GeV)."""
     from hepgen.cli.main import main
 
     data = tmp_path / "data"
     data.mkdir()
-    for p, path in (("ttbar", FILES[0]), ("wjets", FILES[1])):  # the references: halves of the fixtures
-        events = read_events(path)
-        write_events(events[:150], data / f"{p}_bench_reference_150.txt")
-        write_events(events[150:], data / f"{p}_bench_floor_150.txt")
+    scan = read_events(FILES[2])
+    sources = {"ttbar": read_events(FILES[0]), "wjets": read_events(FILES[1]),
+               "stop300_50": scan[scan.process == "stop300_neutralino50"]}
+    for tag, events in sources.items():  # the references: halves of the fixtures
+        write_events(events[:75], data / f"{tag}_bench_reference_75.txt")
+        write_events(events[75:150], data / f"{tag}_bench_floor_75.txt")
     code = main(["bench", "events", "--model", str(run), "--process", "ttbar", "--process", "wjets",
-                 "--num-events", "150", "--time-events", "20", "--classifier-runs", "1", "--classifier-epochs", "2",
+                 "--process", "stop", "--stop-mass", "300", "--lsp-mass", "50", "--num-events", "75",
+                 "--time-events", "20", "--classifier-runs", "1", "--classifier-epochs", "2",
                  "--data", str(data), "--out", str(tmp_path / "bench")])
     assert code == 0
     md = (tmp_path / "bench" / "events_bench.md").read_text()
-    assert "## ttbar" in md and "## wjets" in md and md.count("truth floor") == 2
+    assert "## ttbar" in md and "## wjets" in md and "## stop" in md and md.count("truth floor") == 3
+    assert "stop300_neutralino50" in md
     res = json.loads((tmp_path / "bench" / "events_bench.json").read_text())
-    for p in ("ttbar", "wjets"):
+    for p in ("ttbar", "wjets", "stop"):
         row = res[p]["models"][str(run)]
         assert 0 <= row["metrics"]["js_avg"]["value"] <= 1 and row["events_per_s"] > 0
         assert 0 <= row["rejected_fraction"] < 1 and res[p]["producer_events_per_s"] > 0
         assert res[p]["floor"]["w1_avg"]["value"] > 0
-    shutil.rmtree(tmp_path / "bench")
+    assert sorted(p.name for p in data.iterdir()) == sorted(f"{t}_bench_{k}_75.txt" for t in sources
+                                                            for k in ("reference", "floor"))

@@ -54,7 +54,7 @@ def _fmt(m: dict, key: str, digits: int = 4) -> str:
 def bench_events(models: list[str], reference: Path, floor: Path | None, out: Path, work: Path,
                  batch_size: int = 10_000, classifier_runs: int = 2, classifier_epochs: int = 20,
                  solver: str | None = None, steps: int | None = None, echo=print, process: str | None = None,
-                 time_events: int = 300) -> dict:
+                 time_events: int = 300, masses: tuple[float, float] | None = None) -> dict:
     """One table: every model against the events of ``reference`` (see the module docstring).
 
     Args:
@@ -66,6 +66,8 @@ def bench_events(models: list[str], reference: Path, floor: Path | None, out: Pa
         process: the producer name of the reference's process: multi-process models sample
             it, models that do not generate it are skipped (None: every model its own).
         time_events: events of the producer's timing run.
+        masses: (stop, LSP) GeV of a stop reference: multi-process models sample that mass
+            point (trained or not: the interpolation check).
     """
     import torch
 
@@ -74,7 +76,8 @@ def bench_events(models: list[str], reference: Path, floor: Path | None, out: Pa
     real = read_events(reference)
     process_id = str(real.process[0])
     threads = torch.get_num_threads()
-    results: dict = {"reference": str(reference), "num_events": len(real), "batch_size": batch_size,
+    results: dict = {"reference": str(reference), "process_id": process_id, "num_events": len(real),
+                     "batch_size": batch_size,
                      "threads": threads, "models": {}}
     kw = dict(classifier_runs=classifier_runs, classifier_epochs=classifier_epochs, plots=False,
               echo=lambda *a: None, progress=False)
@@ -121,8 +124,11 @@ def bench_events(models: list[str], reference: Path, floor: Path | None, out: Pa
             continue
         echo(f"{name}: sampling {len(real)} {name_of_process} events ...")
         start = time.perf_counter()
+        conditional = surrogate.conditions is not None
+        stop = conditional and masses is not None and process == "stop"
         gen = surrogate.sample(len(real), seed=1, batch_size=batch_size, method=solver, steps=steps, progress=False,
-                               process=process if surrogate.conditions is not None else None)
+                               process=process if conditional else None, stop_mass=masses[0] if stop else None,
+                               lsp_mass=masses[1] if stop else None)
         rate = len(real) / (time.perf_counter() - start)
         path = work / f"{name.replace('/', '_')}.txt"
         write_events(gen, path)
@@ -142,11 +148,12 @@ def bench_events(models: list[str], reference: Path, floor: Path | None, out: Pa
 def bench_event_processes(models: list[str], processes: list[str], data: Path, num_events: int, out: Path,
                           batch_size: int = 10_000, classifier_runs: int = 2, classifier_epochs: int = 20,
                           solver: str | None = None, steps: int | None = None, time_events: int = 300,
-                          echo=print) -> dict:
+                          echo=print, masses: tuple[float, float] | None = None) -> dict:
     """:func:`bench_events` for each of ``processes`` (producer names), in ``out/<process>/``.
 
     The reference and floor samples of each process (``num_events`` each, seeds 9001 and
-    9002) are made in ``data`` when missing and reused after. Writes ``out/events_bench.md``
+    9002; ``stop`` at the mass point ``masses`` when given) are made in ``data`` when missing
+    and reused after. Writes ``out/events_bench.md``
     (the per-process tables one after another) and ``out/events_bench.json``
     ({process: the results of :func:`bench_events`}); returns the latter.
     """
@@ -156,19 +163,37 @@ def bench_event_processes(models: list[str], processes: list[str], data: Path, n
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {}
     for process in processes:
-        reference = data / f"{process}_bench_reference_{num_events}.txt"
-        floor = data / f"{process}_bench_floor_{num_events}.txt"
-        for path, seed in ((reference, 9001), (floor, 9002)):
-            if not path.exists():
-                echo(f"making {path} ...")
-                generate_events(process, num_events, seed=seed, out=path, progress=False)
+        point = masses if process == "stop" else None
+        reference, floor = reference_files(data, process, num_events, point, echo)
         results[process] = bench_events(models, reference, floor, out / process, out / process / "events_work",
                                         batch_size=batch_size, classifier_runs=classifier_runs,
                                         classifier_epochs=classifier_epochs, solver=solver, steps=steps, echo=echo,
-                                        process=process, time_events=time_events)
+                                        process=process, time_events=time_events, masses=point)
         md = [f"# Event models per process ({num_events} generated vs {num_events} reference events each)", ""]
         for done in results:
-            md += [f"## {done}", "", *(out / done / "events_bench.md").read_text().splitlines()[2:], ""]
+            md += [f"## {done} (process ID {results[done]['process_id']})", "",
+                   *(out / done / "events_bench.md").read_text().splitlines()[2:], ""]
         (out / "events_bench.md").write_text("\n".join(md) + "\n")
         (out / "events_bench.json").write_text(json.dumps(results, indent=1, default=float))
     return results
+
+
+def reference_files(data: Path, process: str, num_events: int, masses: tuple[float, float] | None = None,
+                    echo=print) -> tuple[Path, Path]:
+    """The reference (seed 9001) and floor (seed 9002) producer files of a bench in ``data``,
+    made when missing: ``PROCESS_bench_{reference,floor}_N.txt`` (``stopM_m_...`` at a stop
+    mass point other than the default)."""
+    from hepgen.simulate.events import STOP_MASSES, generate_events
+
+    data.mkdir(parents=True, exist_ok=True)
+    tag = process
+    if masses is not None and tuple(map(float, masses)) != STOP_MASSES:
+        tag = f"stop{float(masses[0]):g}_{float(masses[1]):g}"
+    paths = (data / f"{tag}_bench_reference_{num_events}.txt", data / f"{tag}_bench_floor_{num_events}.txt")
+    for path, seed in zip(paths, (9001, 9002)):
+        if not path.exists():
+            echo(f"making {path} ...")
+            generate_events(process, num_events, seed=seed, out=path, progress=False,
+                            stop_mass=None if masses is None else masses[0],
+                            lsp_mass=None if masses is None else masses[1])
+    return paths

@@ -116,16 +116,18 @@ def events(
     solver: str = typer.Option(None, "--solver", help="Override the ODE solver of event-cflow models."),
     steps: int = typer.Option(None, "--steps", help="Override the solver steps of event-cflow models."),
     time_events: int = typer.Option(300, "--time-events", help="Events of the producer's timing run (one core)."),
+    stop_mass: float = typer.Option(None, "--stop-mass", help="stop: the mass point of the reference (GeV; an untrained one checks the interpolation)."),
+    lsp_mass: float = typer.Option(None, "--lsp-mass", help="stop: the neutralino mass of the reference (GeV)."),
     data: Path = typer.Option(Path("data/events"), "--data", help="Folder for the cached reference samples."),
     out: Path = typer.Option(Path("bench-results"), "--out", help="Folder for events_bench.md/.json."),
 ) -> None:
     """The Table 7.20 columns (W1/KL/JS averages) plus total-E/pT agreement, AUC, events/s vs the producer;
     with several processes (a multi-process event-cflow) one table per process."""
-    from hepgen.bench.events import bench_event_processes, bench_events
+    from hepgen.bench.events import bench_event_processes, bench_events, reference_files
     from hepgen.errors import OptionError
     from hepgen.models.registry import load_model
     from hepgen.shipped import shipped_models
-    from hepgen.simulate.events import PROCESSES, generate_events
+    from hepgen.simulate.events import PROCESSES, STOP_MASSES
 
     for process in processes or []:
         if process not in PROCESSES:
@@ -136,6 +138,11 @@ def events(
         raise OptionError(f"--batch-size must be positive, got {batch_size}")
     if time_events <= 0:
         raise OptionError(f"--time-events must be positive, got {time_events}")
+    masses = None
+    if stop_mass is not None or lsp_mass is not None:
+        if "stop" not in (processes or []):
+            raise OptionError("--stop-mass/--lsp-mass: give --process stop too")
+        masses = (STOP_MASSES[0] if stop_mass is None else stop_mass, STOP_MASSES[1] if lsp_mass is None else lsp_mass)
     names = list(models) if models else [n for n in shipped_models() if n.startswith("event-")]
     if not names:
         raise OptionError("--model: no event model given and none shipped")
@@ -145,18 +152,12 @@ def events(
     if len(processes) > 1:
         bench_event_processes(names, list(processes), data, num_events, out, batch_size=batch_size,
                               classifier_runs=classifier_runs, classifier_epochs=classifier_epochs, solver=solver,
-                              steps=steps, time_events=time_events, echo=typer.echo)
+                              steps=steps, time_events=time_events, echo=typer.echo, masses=masses)
         typer.echo((out / "events_bench.md").read_text())
         return
     process = processes[0]
-    data.mkdir(parents=True, exist_ok=True)
-    reference = data / f"{process}_bench_reference_{num_events}.txt"
-    floor = data / f"{process}_bench_floor_{num_events}.txt"
-    for path, seed in ((reference, 9001), (floor, 9002)):
-        if not path.exists():
-            typer.echo(f"making {path} ...")
-            generate_events(process, num_events, seed=seed, out=path)
+    reference, floor = reference_files(data, process, num_events, masses, echo=typer.echo)
     bench_events(names, reference, floor, out, out / "events_work", batch_size=batch_size,
                  classifier_runs=classifier_runs, classifier_epochs=classifier_epochs, solver=solver, steps=steps,
-                 echo=typer.echo, process=process, time_events=time_events)
+                 echo=typer.echo, process=process, time_events=time_events, masses=masses)
     typer.echo((out / "events_bench.md").read_text())
