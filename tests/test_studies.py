@@ -1,4 +1,4 @@
-"""The toy method studies (issue 15 items 1-2): two moons and GAN amplification, through the CLI."""
+"""The toy method studies (issue 15 items 1-3): two moons, GAN amplification, interpolation, through the CLI."""
 
 import json
 
@@ -66,7 +66,7 @@ def test_camel_amplification_above_one_at_20_quantiles(tmp_path):
     assert m["camel"]["cfm"]["amplification"]["20"]["value"] > 1
 
 
-@pytest.mark.parametrize("study", ["two-moons", "amplification"])
+@pytest.mark.parametrize("study", ["two-moons", "amplification", "interpolation"])
 def test_a_bad_out_is_one_line_and_a_nonzero_exit(tmp_path, capsys, study):
     from hepgen.cli.main import main
 
@@ -77,3 +77,59 @@ def test_a_bad_out_is_one_line_and_a_nonzero_exit(tmp_path, capsys, study):
     assert len(err.splitlines()) == 1 and "--out" in err
     assert main(["study", study, "--quick", "--out", str(tmp_path / "missing" / "deeper")]) != 0
     assert blocker.read_text() == "x"
+
+
+def test_asimov_significance_follows_the_seeds_likelihood():
+    """With no background uncertainty the profiled Z (seed eq. 7.19-7.20) is Cowan's
+    sqrt(2((s+b) ln(1+s/b) - s)); a free background scale removes the one-bin sensitivity;
+    the luminosity scale found for Z = 3 gives Z = 3."""
+    import math
+
+    from hepgen.studies.interpolation import asimov_z, required_lumi_scale
+
+    s, b = 5.0, 10.0
+    assert asimov_z([s], [b], 1e-12) == pytest.approx(math.sqrt(2 * ((s + b) * math.log(1 + s / b) - s)), rel=1e-4)
+    assert asimov_z([s], [b], 1e6) < 0.05
+    assert asimov_z([1.0, 4.0], [10.0, 2.0], 1.0) > asimov_z([5.0], [12.0], 1.0)  # the shape helps
+    alpha = required_lumi_scale(np.array([1.0, 4.0]), np.array([10.0, 2.0]), 1.0)
+    assert asimov_z([alpha, 4 * alpha], [10 * alpha, 2 * alpha], alpha) == pytest.approx(3.0, rel=1e-3)
+
+
+def test_interpolation_study_quick(tmp_path, monkeypatch):
+    """A reduced --quick run of both parts (issue 15 item 3). Part A: OT-CFM trained with the
+    midpoint is at the unseen pi/8 and 3 pi/8 closer to the truth than a model that ignores the
+    condition (the even mixture of the two end points) and than OT-CFM without the midpoint at
+    pi/4. Part B on a tiny Pythia sample: the eps = 0.25 and 0.75 gluino signals transported to
+    t = 1/2 are closer to the real, unseen eps = 0.5 than the inputs are; the three classifiers
+    and the Asimov luminosities are reported."""
+    import hepgen.studies.interpolation as ip
+    from hepgen.cli.main import main
+
+    monkeypatch.setattr(ip, "QUICK", {**ip.QUICK, "a_train": 3000, "a_steps": 300, "a_eval": 1200, "a_w1_points": 800,
+                                      "a_classifier_iterations": 200, "a_ode_steps": 30, "a_nf_transforms": 2,
+                                      "signal_events": 100, "background_events": {"ttbar": 3, "wjets": 2},
+                                      "cnf_steps": 300, "cnf_hidden": 64, "clf_epochs": 20, "clf_eval_every": 10,
+                                      "repeats": 1, "transport_classifier_iterations": 100})
+    out = tmp_path / "interp"
+    assert main(["study", "interpolation", "--quick", "--out", str(out), "--no-progress"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    rg = m["rotating_gaussian"]
+    for variant in ("endpoints", "midpoint"):
+        for model in ("nf", "cfm", "ot-cfm"):
+            for angle in ("0", "0.125", "0.25", "0.375", "0.5"):
+                v = rg[variant][model][angle]
+                assert v["w1"] > 0 and 0.5 <= v["auc"] <= 1 and np.isfinite(v["cov"])
+    ot = rg["midpoint"]["ot-cfm"]
+    for angle in ("0.125", "0.375"):
+        assert ot[angle]["w1"] < 0.6 * rg["mixture"][angle]["w1"], (angle, ot[angle], rg["mixture"][angle])
+    assert ot["0.25"]["w1"] < rg["endpoints"]["ot-cfm"]["0.25"]["w1"]
+    susy = m["susy"]
+    tr = susy["transport"]
+    both = tr["both_at_t0.5_vs_real_0.5"]
+    for d in ("ecdf", "s2"):
+        assert both[d] < min(tr["input_0.25_vs_real_0.5"][d], tr["input_0.75_vs_real_0.5"][d]), (d, tr)
+    assert set(susy["classifier"]) == {"baseline", "interpolation", "sanity"}
+    assert susy["samples"]["signal_0.5"]["events"] == 100 and susy["samples"]["signal_0.5"]["sigma_fb"] > 0
+    assert susy["chargino_masses"] == {"0.25": 625.0, "0.5": 1150.0, "0.75": 1675.0}
+    for name in ("report.html", "rotating_gaussian.png", "susy_transport_midpoint.png", "susy_classifier.png"):
+        assert (out / name).exists()

@@ -12,6 +12,30 @@ from hepgen.cli.options import check_output_folder
 app = typer.Typer(help="Run a method study of the seeds (trains, evaluates, reports).", no_args_is_help=True)
 
 
+@app.command("interpolation")
+def interpolation(
+    out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.html and the plots."),
+    quick: bool = typer.Option(False, "--quick", help="Reduced budget (small samples, short trainings): minutes."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the toys, the Pythia samples and the trainings."),
+    parts: str = typer.Option("a,b", "--parts", help="a: rotating Gaussian, b: gluino search (comma-separated)."),
+    repeats: int = typer.Option(None, "--repeats", help="Classifier trainings per approach (default: 10, --quick 2)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress."),
+) -> None:
+    """Interpolation with flow matching (seed 000 ch. 7): rotating Gaussian; gluino search, OT-CFM eps 0.25 -> 0.75, Asimov Z."""
+    from hepgen.errors import OptionError
+    from hepgen.studies.interpolation import PARTS, run
+
+    check_output_folder(out)
+    chosen = [p.strip().lower() for p in parts.split(",") if p.strip()]
+    if not chosen or any(p not in PARTS for p in chosen):
+        raise OptionError(f"--parts: {parts!r}; choose from {', '.join(PARTS)}")
+    extra = {} if repeats is None else {"repeats": repeats}
+    if repeats is not None and repeats < 1:
+        raise OptionError(f"--repeats must be at least 1, got {repeats}")
+    run(out, quick=quick, seed=seed, parts=chosen, progress=progress, echo=typer.echo, **extra)
+    typer.echo(f"report: {out / 'report.html'}")
+
+
 @app.command("bump-hunt")
 def bump_hunt(
     out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.html and the plots."),
