@@ -7,6 +7,7 @@ W+jets, and a stop "scan" file, the concatenation of 150 events at the default p
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +198,32 @@ def test_bench_events_per_process_on_a_tiny_budget(run, tmp_path):
         assert res[p]["floor"]["w1_avg"]["value"] > 0
     assert sorted(p.name for p in data.iterdir()) == sorted(f"{t}_bench_{k}_75.txt" for t in sources
                                                             for k in ("reference", "floor"))
+
+
+def test_bespoke_student_of_a_multi_process_model(run, tmp_path):
+    """The few-step student fits on pairs of every process (conditions as the sampler draws
+    them) and lands closer to the teacher's solve than Euler with the same steps."""
+    import torch
+
+    from hepgen.training.student import fit_event_solvers
+
+    folder = tmp_path / "run"
+    shutil.copytree(run, folder)
+    fit_event_solvers(folder, steps=(2,), pairs=256, reference={"method": "midpoint", "steps": 16},
+                      iterations=100, batch_size=64, progress=False)
+    surrogate = EventSurrogate.load(folder)
+    counts, c = surrogate.draw_conditions(256, np.random.default_rng(8))
+    assert c.shape == (256, 7 + surrogate.conditions.dim) and set(c[:, 7:10].sum(1).tolist()) == {1.0}
+    total = counts.sum(1)
+    width = int(total.max()) + 1
+    mask = torch.zeros(256, width, dtype=torch.bool)
+    mask[:, 0] = True
+    mask[:, 1:] = torch.arange(width - 1)[None, :] < torch.as_tensor(total)[:, None]
+    x0 = torch.randn(256, width, 4, generator=torch.Generator().manual_seed(9)) * mask[..., None]
+    with torch.no_grad():
+        ref = surrogate.solve(x0, mask, c, "midpoint", 16)
+        errs = {m: float(((surrogate.solve(x0, mask, c, m, 2) - ref) ** 2).sum() / mask.sum())
+                for m in ("euler", "bespoke")}
+    assert errs["bespoke"] < 0.8 * errs["euler"], errs
+    a, b = (surrogate.sample(100, seed=5, process="wjets", method="bespoke", steps=2, progress=False) for _ in "ab")
+    np.testing.assert_array_equal(a.objects, b.objects)
