@@ -175,7 +175,7 @@ def test_anomaly_cli_end_to_end(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, fragment", [
     (["anomaly", "train", "cwola", "--data", "{tmp}/missing.h5", "--out", "{tmp}/r"], "missing.h5: no such file"),
-    (["anomaly", "train", "nae", "--data", "{tmp}/bkg.h5", "--out", "{tmp}/r"], "not implemented yet"),
+    (["anomaly", "train", "nae", "--data", "{tmp}/bkg.h5", "--out", "{tmp}/r"], "missing dataset(s)"),  # not jets
     (["anomaly", "train", "cwola", "--data", "{tmp}/bkg.h5", "--signal", "{tmp}/bkg.h5", "--s-over-b", "5",
       "--out", "{tmp}/r"], "--s-over-b 5"),
     (["anomaly", "train", "cwola", "--data", "{tmp}/bkg.h5", "--signal-region", "3700", "3300", "--out", "{tmp}/r"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Tuple
+from typing import List, Optional, Tuple
 
 import typer
 
@@ -24,7 +24,8 @@ class Method(str, Enum):
 def train(
     method: Method = typer.Argument(..., help="nae (normalised autoencoder), anomaly-clr, dark-clr or cwola "
                                     "(classification without labels on LHCO-like dijets)."),
-    data: Path = typer.Option(..., "--data", help="Training data (cwola: a dijet file of hepgen data dijets)."),
+    data: List[Path] = typer.Option(..., "--data", help="Training data (cwola: one dijet file of hepgen data dijets; "
+                                    "nae: background jets in the JetNet layout, --data repeated to mix files, e.g. q and g jets)."),
     out: Path = typer.Option(..., "--out", help="Run folder to write."),
     signal: Path = typer.Option(None, "--signal", help="cwola: a signal dijet file to inject into --data at --s-over-b."),
     s_over_b: float = typer.Option(None, "--s-over-b", help="cwola: injected signal events per background event of --data (e.g. 0.01)."),
@@ -37,13 +38,32 @@ def train(
     ensemble: int = typer.Option(10, "--ensemble", help="cwola: lowest-validation-loss checkpoints kept per fold."),
     max_events: int = typer.Option(None, "--max-events", help="Read at most this many events of --data."),
     seed: int = typer.Option(0, "--seed", help="Seed of the injection, folds, initialisation and batches."),
+    config: Optional[Path] = typer.Option(None, "--config", help="nae: YAML merged into the thesis settings "
+                                          "(e.g. hepgen/models/configs/nae-cpu.yaml, sized for a CPU)."),
+    max_time: Optional[float] = typer.Option(None, "--max-time", help="nae: wall-clock limit of the NAE phase in minutes "
+                                             "(pre-training keeps its config's own limit)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Train an anomaly detector (METHOD: nae, anomaly-clr, dark-clr or cwola) on --data and write a run folder."""
+    """Train an anomaly detector (METHOD: nae, anomaly-clr, dark-clr or cwola) on --data and write a run folder.
+
+    nae: the normalised autoencoder on 40 x 40 jet images (seed 002 L1409-1462): AE
+    pre-training, then energy-based training with Langevin negative samples; the run also
+    keeps the pre-trained AE as the plain-AE baseline (score ``ae``). Options for nae:
+    --data (repeatable), --out, --config, --max-time, --max-events (per file), --seed,
+    --progress; the others are cwola's.
+    """
     from hepgen.errors import OptionError
 
+    if max_events is not None and max_events <= 0:
+        raise OptionError(f"--max-events must be positive, got {max_events}")
+    if method is Method.nae:
+        _train_nae(data, out, config, max_time, max_events, seed, progress)
+        return
     if method is not Method.cwola:
-        raise OptionError(f"anomaly train {method.value}: not implemented yet (only cwola is)")
+        raise OptionError(f"anomaly train {method.value}: not implemented yet (cwola and nae are)")
+    if len(data) != 1:
+        raise OptionError(f"anomaly train cwola: one --data file, got {len(data)}")
+    data = data[0]
     from tqdm.auto import tqdm
 
     from hepgen.data.dijets import read_dijets
@@ -51,8 +71,6 @@ def train(
 
     if (signal is None) != (s_over_b is None):
         raise OptionError("--signal and --s-over-b go together")
-    if max_events is not None and max_events <= 0:
-        raise OptionError(f"--max-events must be positive, got {max_events}")
     check_output_folder(out)
     config = CWoLaConfig(signal_region=tuple(signal_region), sideband=sidebands,
                          folds=folds, epochs=epochs, batch_size=batch_size, lr=lr, ensemble=ensemble, seed=seed)
@@ -83,19 +101,66 @@ def train(
             f"{k} {v['value']:.3g}" for k, v in m.items() if v["value"] is not None))
 
 
+def _train_nae(data: List[Path], out: Path, config: Optional[Path], max_time: Optional[float],
+               max_events: Optional[int], seed: int, progress: bool) -> None:
+    """``hepgen anomaly train nae``: images of the --data jets, pre-training, NAE training, run folder."""
+    from tqdm.auto import tqdm
+
+    from hepgen.config import merge_config, read_config
+    from hepgen.errors import OptionError
+    from hepgen.training.nae import nae_config, read_images, train_nae, write_nae_run
+
+    check_output_folder(out)
+    override = read_config(config)
+    if max_time is not None:
+        if not max_time > 0:
+            raise OptionError(f"--max-time must be positive, got {max_time}")
+        override = merge_config(override, {"max_minutes": {"nae": max_time}})
+    cfg = nae_config(merge_config(override, {"seed": seed}))
+    images, sources = read_images(data, cfg["image"], max_events)
+    bars = {}
+
+    def step(phase: str, n: int) -> None:
+        if phase not in bars:
+            for b in bars.values():
+                b.close()
+            total = cfg["pretrain" if phase == "pretrain" else "nae"]["iterations"]
+            bars[phase] = tqdm(total=total, desc="AE pre-training" if phase == "pretrain" else "NAE",
+                               unit="it", disable=not progress, dynamic_ncols=True)
+        bars[phase].update(n)
+
+    try:
+        result = train_nae(images, cfg, progress=step)
+    finally:
+        for b in bars.values():
+            b.close()
+    write_nae_run(result, out, {"data": sources, "jets": len(images), "config_file": str(config) if config else None})
+    sel = result.selected
+    pre = result.pretrain_log
+    typer.echo(f"trained the NAE on {len(images)} jet images: AE pre-training {len(pre)} iterations "
+               f"(MSE {pre[0][1]:.3g} -> {pre[-1][1]:.3g}, {result.seconds[0]:.0f} s), NAE {len(result.nae_log)} "
+               f"iterations ({result.seconds[1]:.0f} s)"
+               + (f", collapse at {result.collapsed}" if result.collapsed else "")
+               + (f"; selected iteration {sel['iteration']} (E+ {sel['e_pos']:.3g}, E- {sel['e_neg']:.3g})"
+                  if sel else "; no stable NAE checkpoint, the NAE is the pre-trained AE")
+               + f"; run: {out}")
+
+
 @app.command("score")
 def score(
     run: Path = typer.Argument(..., help="Run folder of hepgen anomaly train."),
-    data: Path = typer.Option(..., "--data", help="Events to score (the format the run was trained on)."),
-    out: Path = typer.Option(..., "--out", help="Output HDF5 file (score, probability, in_region, mjj, label)."),
+    data: Path = typer.Option(..., "--data", help="Events to score (the format the run was trained on: "
+                              "cwola dijets, nae jets in the JetNet layout)."),
+    out: Path = typer.Option(..., "--out", help="Output HDF5 file (score, in_region; cwola: probability, mjj, "
+                             "label; nae: score_ae, the plain AE's)."),
 ) -> None:
-    """Anomaly scores of --data (higher: more signal-like)."""
-    from hepgen.data.dijets import read_dijets
-    from hepgen.training.anomaly import read_run, score_run, write_scores
+    """Anomaly scores of --data (higher: more signal-like; nae: the energy = reconstruction MSE)."""
+    from hepgen.training.anomaly import read_run, read_sample, score_run, write_scores
 
     check_output_file(out)
     meta = read_run(run)
-    sample = read_dijets(data)
+    sample = read_sample(meta, data)
     scores = score_run(run, sample)
     write_scores(scores, sample, out, attrs={"run": str(run), "method": meta["method"], "data": str(data)})
-    typer.echo(f"wrote {len(sample)} scores ({int(scores.in_region.sum())} in the run's region) to {out}")
+    extra = "".join(f", score_{k}" for k in scores.extra)
+    typer.echo(f"wrote {len(sample)} scores{extra} ({int(scores.in_region.sum())} in the run's region) to {out}")

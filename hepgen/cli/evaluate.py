@@ -113,6 +113,9 @@ def anomaly(
     region_only: bool = typer.Option(True, "--signal-region-only/--all-events", help="Judge only events in the run's signal region (CWoLa), or all."),
     bootstrap: int = typer.Option(20, "--bootstrap", help="Bootstrap replicas for the errors (0: no errors)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap replicas."),
+    score: str = typer.Option(None, "--score", help="Which of the run's scores metrics.json is of (default the method's; "
+                              "nae runs also have ae, the pre-trained plain autoencoder, always in the report "
+                              "and baseline_metrics.json)."),
 ) -> None:
     """AUC, maximal significance improvement, 1/eps_B at eps_s = 0.2 and 0.3; ROC and SI curves, HTML report."""
     from hepgen.errors import OptionError
@@ -121,5 +124,5 @@ def anomaly(
     if bootstrap < 0:
         raise OptionError(f"--bootstrap must be >= 0, got {bootstrap}")
     result = evaluate_anomaly(run, background, signal, out, region_only=region_only, bootstrap=bootstrap, seed=seed,
-                              echo=typer.echo)
+                              echo=typer.echo, score=score)
     typer.echo(f"report: {result.report}")

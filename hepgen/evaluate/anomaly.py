@@ -23,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hepgen.data.dijets import read_dijets
-from hepgen.errors import InputFileError, InvalidDataError
+from hepgen.errors import InputFileError, InvalidDataError, OptionError
 from hepgen.evaluate import Evaluation
 from hepgen.metrics.anomaly import MIN_BACKGROUND, anomaly_metrics, roc_curve, significance_improvement
-from hepgen.training.anomaly import _finite, read_run, score_run
+from hepgen.training.anomaly import _finite, read_run, read_sample, score_run
 
 KEYS = (("auc", "AUC"), ("sic_max", "SI max"), ("inv_eps_b_at_0.2", "1/eps_B at eps_s = 0.2"),
         ("inv_eps_b_at_0.3", "1/eps_B at eps_s = 0.3"))
@@ -84,17 +83,23 @@ def _plots(labels, scores, out: Path, title: str) -> list[dict]:
 
 
 def evaluate_anomaly(run_dir, background_path, signal_path, out_dir, region_only: bool = True,
-                     bootstrap: int = 20, seed: int = 0, echo=print) -> Evaluation:
+                     bootstrap: int = 20, seed: int = 0, echo=print, score: str | None = None) -> Evaluation:
     """Score the two files with the run and write metrics, plots and a report.
+
+    A run with further scores (NAE: ``ae``, the pre-trained plain autoencoder) gets a
+    report row for each and ``baseline_metrics.json`` = ``{name: metrics}``.
 
     Args:
         run_dir: a run folder of ``hepgen anomaly train``.
-        background_path, signal_path: dijet files of background and signal events.
+        background_path, signal_path: files of background and signal events (CWoLa:
+            dijets; NAE: jets in the JetNet layout).
         out_dir: the report folder (output appears only when complete).
         region_only: judge only events in the run's region (CWoLa: the signal region).
         bootstrap: bootstrap replicas for the errors (0: none).
         seed: seed of the replicas.
         echo: where progress lines go.
+        score: which score ``metrics.json`` and the plots are of (default the method's
+            own; NAE: ``ae`` for the plain-AE baseline).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -102,8 +107,17 @@ def evaluate_anomaly(run_dir, background_path, signal_path, out_dir, region_only
     if not out_dir.parent.exists():
         raise InputFileError(f"--out: parent folder {out_dir.parent} does not exist")
     run = read_run(run_dir)
-    bkg, sig = read_dijets(background_path), read_dijets(signal_path)
+    bkg, sig = read_sample(run, background_path), read_sample(run, signal_path)
     sb, ss = score_run(run_dir, bkg), score_run(run_dir, sig)
+    main_name = run["method"]
+    if score is not None and score != run["method"]:
+        if score not in sb.extra:
+            raise OptionError(f"--score {score}: the {run['method']} run has the scores "
+                              f"{', '.join([run['method'], *sb.extra]) }")
+        others = {run["method"]: (sb.score, ss.score), **{k: (sb.extra[k], ss.extra[k]) for k in sb.extra if k != score}}
+        sb.score, ss.score, main_name = sb.extra[score], ss.extra[score], score
+    else:
+        others = {k: (sb.extra[k], ss.extra[k]) for k in sb.extra}
     mb = sb.in_region if region_only else np.ones(len(bkg), bool)
     ms = ss.in_region if region_only else np.ones(len(sig), bool)
     where = "in the signal region" if region_only else "in all"
@@ -115,21 +129,29 @@ def evaluate_anomaly(run_dir, background_path, signal_path, out_dir, region_only
     labels = np.r_[np.zeros(mb.sum(), bool), np.ones(ms.sum(), bool)]
     echo(f"scored {mb.sum()} background and {ms.sum()} signal events {where}")
     metrics = _finite(anomaly_metrics(labels, scores, bootstrap=bootstrap, seed=seed), int(mb.sum()))
+    baselines = {name: _finite(anomaly_metrics(labels, np.concatenate([b[mb], s[ms]]), bootstrap=bootstrap, seed=seed),
+                               int(mb.sum())) for name, (b, s) in others.items()}
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        figures = _plots(labels, scores, tmp, run["method"])
+        if baselines:
+            (tmp / "baseline_metrics.json").write_text(json.dumps(baselines, indent=2) + "\n")
+        figures = _plots(labels, scores, tmp, main_name)
         for extra in ("loss.png",):
             if (Path(run_dir) / extra).is_file():
                 shutil.copy(Path(run_dir) / extra, tmp / extra)
-                figures.append({"file": extra, "caption": "training loss per fold (dashed: validation)"})
+                figures.append({"file": extra, "caption": "NAE: pre-training MSE and the energies of training and "
+                                "negative samples" if run["method"] == "nae" else
+                                "training loss per fold (dashed: validation)"})
         from hepgen.report.html import render_report
 
         def cell(m):
             v = m["value"]
             return "–" if v is None else f"{v:.3g}" + (f" ± {m['error']:.2g}" if m["error"] else "")
 
-        rows = [{"name": f"{run['method']} ({Path(run_dir).name})", "cells": [cell(metrics[k]) for k, _ in KEYS]}]
+        rows = [{"name": f"{main_name} ({Path(run_dir).name})", "cells": [cell(metrics[k]) for k, _ in KEYS]}]
+        rows += [{"name": f"{name} ({Path(run_dir).name})", "cells": [cell(m[k]) for k, _ in KEYS]}
+                 for name, m in baselines.items()]
         kfold = Path(run_dir) / "kfold_metrics.json"
         if kfold.is_file():
             km = json.loads(kfold.read_text())

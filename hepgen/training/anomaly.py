@@ -394,24 +394,49 @@ class Scores:
     """Anomaly scores of a sample.
 
     Args:
-        score: higher is more signal-like (CWoLa: p / (1 - p)).
+        score: higher is more signal-like (CWoLa: p / (1 - p); NAE: the energy, i.e. the
+            reconstruction MSE of the selected NAE).
         probability: CWoLa's p(SR | x) (None for other methods).
-        in_region: the events the method is meant to be judged on (CWoLa: the SR).
+        in_region: the events the method is meant to be judged on (CWoLa: the SR; NAE: all).
+        extra: further named scores of the same events, higher more signal-like (NAE:
+            ``ae``, the reconstruction MSE of the pre-trained plain autoencoder).
     """
 
     score: np.ndarray
     probability: np.ndarray | None
     in_region: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def score_run(run_dir: str | Path, sample: DijetSample) -> Scores:
+def read_sample(run: dict, path: str | Path):
+    """The events of ``path`` in the format the run's method reads (CWoLa: dijets; NAE: jets)."""
+    if run["method"] == "nae":
+        from hepgen.data.jetnet import read_jets
+
+        return read_jets(path)
+    from hepgen.data.dijets import read_dijets
+
+    return read_dijets(path)
+
+
+def score_run(run_dir: str | Path, sample) -> Scores:
     """Score ``sample`` with the run in ``run_dir``.
 
     Args:
         run_dir: a run folder of ``hepgen anomaly train``.
-        sample: the events to score (with the features the run was trained on).
+        sample: the events to score (with the features the run was trained on): a
+            :class:`~hepgen.data.dijets.DijetSample` for CWoLa, a
+            :class:`~hepgen.data.jetnet.JetSample` for the NAE (see :func:`read_sample`).
     """
     run = read_run(run_dir)
+    if run["method"] == "nae":
+        from hepgen.data.jetnet import JetSample
+        from hepgen.training.nae import score_nae_run
+
+        if not isinstance(sample, JetSample):
+            raise InputFileError(f"{getattr(sample, 'source', 'data')}: an NAE run scores jets (JetNet layout)")
+        s = score_nae_run(run_dir, run, sample.particle_features)
+        return Scores(s.pop("score"), None, np.ones(len(sample), bool), s)
     if run["method"] != "cwola":
         raise OptionError(f"{run_dir}: scoring {run['method']} runs is not implemented yet")
     ensemble = CWoLaEnsemble.load(Path(run_dir) / "model.pt")
@@ -425,8 +450,9 @@ def score_run(run_dir: str | Path, sample: DijetSample) -> Scores:
     return Scores(likelihood_ratio(p), p, in_sr)
 
 
-def write_scores(scores: Scores, sample: DijetSample, path: str | Path, attrs: dict | None = None) -> Path:
-    """Write ``score`` (and ``probability``, ``in_region``, ``mjj``, ``label``) to an HDF5 file atomically."""
+def write_scores(scores: Scores, sample, path: str | Path, attrs: dict | None = None) -> Path:
+    """Write ``score`` (and ``probability``, ``in_region``, ``mjj``, ``label``, and each extra
+    score as ``score_NAME``, e.g. ``score_ae``) to an HDF5 file atomically."""
     import h5py
 
     from hepgen.data.atomic import atomic_output
@@ -438,8 +464,11 @@ def write_scores(scores: Scores, sample: DijetSample, path: str | Path, attrs: d
             if scores.probability is not None:
                 f.create_dataset("probability", data=scores.probability)
             f.create_dataset("in_region", data=scores.in_region)
-            f.create_dataset("mjj", data=sample.mjj)
-            if sample.label is not None:
+            for name, values in scores.extra.items():
+                f.create_dataset(f"score_{name}", data=values)
+            if getattr(sample, "mjj", None) is not None:
+                f.create_dataset("mjj", data=sample.mjj)
+            if getattr(sample, "label", None) is not None:
                 f.create_dataset("label", data=sample.label)
             for k, v in (attrs or {}).items():
                 f.attrs[k] = v

@@ -17,6 +17,7 @@ training data; it scores any dijet sample by the mean probability over its membe
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -125,3 +126,113 @@ class CWoLaEnsemble:
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
             raise InputFileError(f"{path}: not a CWoLa model file ({type(exc).__name__})") from None
         return cls(d["members"], d["num_features"], d["hidden"], d["feature_columns"], d.get("meta"))
+
+
+# --------------------------------------------------------------------------------------
+# The normalised autoencoder (NAE) of seed 002 L1409-1462 on jet images.
+# --------------------------------------------------------------------------------------
+
+NAE_ARCHITECTURE = {"image_size": [40, 40], "latent_dim": 3, "channels": 8, "hidden": 32, "spectral_norm": True}
+
+
+def _sn(layer: nn.Module, on: bool) -> nn.Module:
+    return nn.utils.parametrizations.spectral_norm(layer) if on else layer
+
+
+class NormalizedAutoencoder(nn.Module):
+    """Convolutional autoencoder of jet images whose reconstruction error is an energy.
+
+    The NAE (Yoon, Noh & Park, arXiv:2105.05735; for LHC jets Dillon et al.,
+    arXiv:2206.14225, seed 002 L1409-1462) reads the autoencoder's per-image MSE as the
+    energy of a Boltzmann density p(x) = exp(-E(x)) / Z (eq. 5.6, 3.29):
+
+        E(x) = 1/N_pixels sum_pixels |x - f_D(f_E(x))|^2.
+
+    Architecture (L1439; Table B.9's numbers did not survive the seed's text, so widths and
+    strides are ours): the encoder has 5 convolutions (3 x 3, 8 filters, the last with one),
+    two of them with stride 2 (40 -> 20 -> 10), PReLU between them, the flattened 10 x 10
+    map into two dense layers (``hidden``, then ``latent_dim`` = 3), linear output, then
+    projected onto the unit sphere S^{D_z - 1} (L1431, Appendix B); the decoder mirrors it
+    with two dense layers (``hidden``, 8 x 10 x 10) and 4 convolutions (two transposed with
+    stride 2: 10 -> 20 -> 40), PReLU, a sigmoid output (images lie in [0, 1]). Every layer
+    has spectral normalisation (Appendix B) unless ``spectral_norm`` is off.
+
+    Args:
+        image_size: (rows, columns) of the images; both divisible by 4 (seed: 40 x 40).
+        latent_dim: D_z (seed: 3).
+        channels: filters per convolution (seed: 8).
+        hidden: width of the dense layer between the feature map and the latent space.
+        spectral_norm: spectral normalisation of every layer.
+    """
+
+    def __init__(self, image_size=(40, 40), latent_dim: int = 3, channels: int = 8, hidden: int = 32,
+                 spectral_norm: bool = True):
+        super().__init__()
+        rows, cols = int(image_size[0]), int(image_size[1])
+        if rows % 4 or cols % 4:
+            raise ValueError(f"image size {rows} x {cols}: both must be divisible by 4")
+        self.image_size = (rows, cols)
+        self.latent_dim = int(latent_dim)
+        self.config = {"image_size": [rows, cols], "latent_dim": self.latent_dim, "channels": int(channels),
+                       "hidden": int(hidden), "spectral_norm": bool(spectral_norm)}
+        c, sn = int(channels), bool(spectral_norm)
+        self._map = (rows // 4, cols // 4)
+        flat = self._map[0] * self._map[1]
+        self.encoder = nn.Sequential(
+            _sn(nn.Conv2d(1, c, 3, padding=1), sn), nn.PReLU(),
+            _sn(nn.Conv2d(c, c, 3, stride=2, padding=1), sn), nn.PReLU(),
+            _sn(nn.Conv2d(c, c, 3, padding=1), sn), nn.PReLU(),
+            _sn(nn.Conv2d(c, c, 3, stride=2, padding=1), sn), nn.PReLU(),
+            _sn(nn.Conv2d(c, 1, 3, padding=1), sn), nn.PReLU(),
+            nn.Flatten(),
+            _sn(nn.Linear(flat, hidden), sn), nn.PReLU(),
+            _sn(nn.Linear(hidden, latent_dim), sn),
+        )
+        self.decoder_dense = nn.Sequential(
+            _sn(nn.Linear(latent_dim, hidden), sn), nn.PReLU(),
+            _sn(nn.Linear(hidden, c * flat), sn), nn.PReLU(),
+        )
+        self.decoder_conv = nn.Sequential(
+            _sn(nn.ConvTranspose2d(c, c, 4, stride=2, padding=1), sn), nn.PReLU(),
+            _sn(nn.Conv2d(c, c, 3, padding=1), sn), nn.PReLU(),
+            _sn(nn.ConvTranspose2d(c, c, 4, stride=2, padding=1), sn), nn.PReLU(),
+            _sn(nn.Conv2d(c, 1, 3, padding=1), sn),
+        )
+        self._channels = c
+        # start the sigmoid output at the mean pixel of a normalised image (1 / pixels),
+        # not at 0.5: the first iterations then fit the shapes, not the overall level
+        last = self.decoder_conv[-1]
+        bias = last.parametrizations.bias.original if hasattr(last, "parametrizations") and hasattr(
+            last.parametrizations, "bias") else last.bias
+        with torch.no_grad():
+            bias.fill_(-math.log(rows * cols - 1))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, H, W) -> latent points on the unit sphere (B, D_z)."""
+        z = self.encoder(x.unsqueeze(1))
+        return z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent points (B, D_z) -> images (B, H, W) in [0, 1]."""
+        h = self.decoder_dense(z).view(len(z), self._channels, *self._map)
+        return torch.sigmoid(self.decoder_conv(h)).squeeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The reconstruction f_D(f_E(x)) of images ``x`` (B, H, W)."""
+        return self.decode(self.encode(x))
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """E(x): the per-image mean squared reconstruction error (B,) (eq. 5.6)."""
+        return (x - self(x)).flatten(1).pow(2).mean(1)
+
+    def latent_energy(self, z: torch.Tensor) -> torch.Tensor:
+        """H(z) = E(f_D(z)) (eq. 5.7) for points ``z`` (B, D_z) (projected onto the sphere)."""
+        z = z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return self.energy(self.decode(z))
+
+    def weight_norm(self) -> torch.Tensor:
+        """Sum of the squared weights of all layers (the L2 regulariser of Appendix B)."""
+        return sum(p.pow(2).sum() for n, p in self.named_parameters() if "weight" in n)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
