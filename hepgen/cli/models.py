@@ -24,7 +24,7 @@ def train(
     model: str = typer.Argument(..., help="Model name: jets mdma-gan, mdma-flow, epic-fm, epic-gan, nf, nf-c, nf-cc, "
                                           "tnf, tgan, ipf, pf, apf; showers calodream (with a latent section: laViT), caloinn, "
                                           "caloinn-vae, mdma-calo; grids gan-3d, wgan-3d, bib-ae; hit clouds "
-                                          "ddpm-hits; events event-cflow, event-rqs, event-maf-types."),
+                                          "ddpm-hits; events event-cflow, event-rqs, event-maf-types, event-maf-next."),
     data: list[Path] = typer.Option(..., "--data", help="Training data: jets (JetNet layout), showers (CaloChallenge layout) or events (Dark Machines text). event-cflow: repeat for several processes (one file each; the process ID field of the events says which), giving one process-conditioned model."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (config, transforms, checkpoints, weights)."),
     config: Path = typer.Option(None, "--config", help="YAML overriding sections network/training/sampler."),

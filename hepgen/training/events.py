@@ -3,6 +3,8 @@
 * ``event-maf-types``: one maximum-likelihood fit per object type and one for the MET
   (stages ``met``, ``j``, ``b``, ...; ``--max-time`` shared equally), objects of a type
   pooled over all events as in the thesis' per-particle files (seed 003 Table 7.1).
+* ``event-maf-next``: the same with the stages ``met``, ``first:T`` and ``next:T`` of
+  Experiment II (:class:`hepgen.transforms.events.SequentialObjectScaler`).
 * ``event-rqs``: one maximum-likelihood fit on the fixed event vector.
 * ``event-cflow``: one conditional-flow-matching fit on the token sets, batches bucketed
   by the number of objects (the jet data module), EMA weights for sampling.
@@ -80,7 +82,7 @@ def train_event_model(model: str, data, out: str | os.PathLike, config=None,
                       max_epochs: int | None = None, max_time: float | None = None, seed: int = 0,
                       resume: bool = False, progress: bool = True, override: dict | None = None,
                       devices="auto", num_nodes: int = 1, num_events: int | None = None) -> Path:
-    """Train ``event-maf-types``, ``event-rqs`` or ``event-cflow``; returns the run folder.
+    """Train ``event-maf-types``, ``event-maf-next``, ``event-rqs`` or ``event-cflow``; returns the run folder.
 
     Args:
         model: the model name.
@@ -159,20 +161,27 @@ def train_event_model(model: str, data, out: str | os.PathLike, config=None,
         module = NLLModule(nets["flow"], **training)
         fit_stage(module, loader, out, "rqs", epochs, max_time, resume, progress, devices, num_nodes)
         nets = {"flow": module.flow.cpu().eval()}
-    else:
+    else:  # event-maf-types / event-maf-next: one flow per stage, fitted one after the other
         raw = transform.raw(sample)
-        cfg["object_types"] = [k for k in OBJECT_TYPES if len(raw[k]) >= MIN_OBJECTS]
         counts = sample.count_vectors()
-        rare = [k for i, k in enumerate(OBJECT_TYPES) if k not in cfg["object_types"] and counts[:, i].any()]
-        if rare:  # too few objects to learn a flow: such count vectors are not drawn
-            keep = ~counts[:, [OBJECT_TYPES.index(k) for k in rare]].any(1)
+        if model == "event-maf-next":
+            from hepgen.models.assemblies.event_sequential import flow_keys, trainable_events
+
+            cfg["flows"] = flow_keys(raw, MIN_OBJECTS)
+            keep = trainable_events(counts, cfg["flows"])
+            stages = ["met", *cfg["flows"]]
+        else:
+            cfg["object_types"] = [k for k in OBJECT_TYPES if len(raw[k]) >= MIN_OBJECTS]
+            rare = [OBJECT_TYPES.index(k) for k in OBJECT_TYPES if k not in cfg["object_types"]]
+            keep = ~counts[:, rare].any(1)
+            stages = ["met", *cfg["object_types"]]
+        if not keep.all():  # too few objects to learn a flow: such count vectors are not drawn
             counts = counts[keep]
             cfg["dropped_fraction"] = float(1 - keep.mean())
         alias = AliasSampler.fit(counts)
         (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         nets = EventSurrogate.build(cfg)
         scaled = transform.transform(raw)
-        stages = ["met", *cfg["object_types"]]
         started = time.perf_counter()
         for i, kind in enumerate(stages):
             y = torch.as_tensor(scaled[kind])
@@ -182,7 +191,8 @@ def train_event_model(model: str, data, out: str | os.PathLike, config=None,
             if max_time:
                 used = (time.perf_counter() - started) / 60
                 left = max((max_time - used) / (len(stages) - i), 0.05)
-            fit_stage(module, loader, out, f"maf-{kind}", epochs, left, resume, progress, devices, num_nodes)
+            fit_stage(module, loader, out, f"maf-{kind.replace(':', '-')}", epochs, left, resume, progress, devices,
+                      num_nodes)
             nets[kind] = module.flow.cpu().eval()
     surrogate = EventSurrogate(cfg, transform, alias, nets)
     surrogate.save(out)

@@ -320,3 +320,48 @@ class ObjectScaler(Transform):
     def params(self) -> dict[str, Any]:
         return {"mean": {k: v.tolist() for k, v in self.mean.items()},
                 "std": {k: v.tolist() for k, v in self.std.items()}}
+
+
+class SequentialObjectScaler(ObjectScaler):
+    """The variables of Experiment II (``event-maf-next``, seed 003 sec. 7.2.2, Figs. 7.14-7.16):
+
+    * ``met``: (log10 MET, METphi), as in Experiment I;
+    * ``first:T``: the hardest object of type T of every event with the event's
+      (log10 MET, METphi) in front: (log10 MET, METphi, log10 E, log10 pT, eta, phi);
+    * ``next:T``: every further object of type T (pT-descending) with, in addition, the
+      cumulative log10 E and log10 pT of the objects of that type before it:
+      (log10 MET, METphi, log10 cumE, log10 cumpT, log10 E, log10 pT, eta, phi).
+
+    Each key is standardised on its own (:class:`ObjectScaler`). The first 2 (``first``) or
+    4 (``next``) columns are the *selection variables*: the sampler draws candidates from
+    the joint flow and keeps the one closest to the event's values in them.
+    """
+
+    name = "event-sequential-scaler"
+
+    #: selection variables (leading columns) of each kind of key
+    SELECT = {"first": 2, "next": 4}
+
+    @staticmethod
+    def raw(sample: EventSample) -> dict[str, np.ndarray]:
+        objects, types, counts = object_table(sample)
+        met = np.stack([np.log10(np.maximum(sample.met, 1e-12)), sample.met_phi], 1)
+        out = {"met": met}
+        _, ranks = token_layout(counts, objects.shape[1])
+        for code, kind in enumerate(OBJECT_TYPES):
+            sel = types == code
+            rows, cols = np.nonzero(sel)
+            feats = objects[rows, cols]
+            rank = ranks[rows, cols]
+            # cumulative E and pT of the objects of this type before each one (token order
+            # is pT-descending inside a type, so these are the harder ones)
+            e = np.where(sel, objects[..., 0], 0.0)
+            pt = np.where(sel, objects[..., 1], 0.0)
+            cum_e = (np.cumsum(e, 1) - e)[rows, cols]
+            cum_pt = (np.cumsum(pt, 1) - pt)[rows, cols]
+            first = rank == 0
+            out[f"first:{kind}"] = np.concatenate([met[rows[first]], to_thesis(feats[first])], 1)
+            nxt = ~first
+            cum = np.log10(np.maximum(np.stack([cum_e[nxt], cum_pt[nxt]], 1), 1e-12))
+            out[f"next:{kind}"] = np.concatenate([met[rows[nxt]], cum, to_thesis(feats[nxt])], 1)
+        return out

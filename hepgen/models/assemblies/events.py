@@ -1,4 +1,4 @@
-"""Whole-event models (seed 003): two thesis baselines and a conditional set model.
+"""Whole-event models (seed 003): the three thesis designs and a conditional set model.
 
 * ``event-maf-types`` (Experiment I): one MAF with MADE conditioners per object type on
   the single-object variables (log10 E, log10 pT, eta, phi), one for (log10 MET,
@@ -6,6 +6,10 @@
   (:class:`hepgen.models.alias.AliasSampler`) and the objects of an event are drawn
   independently, then pT-ordered. Thesis: 10 MAF layers, MADE 3x100 (objects) / 3x50
   (MET), Adam 1e-4.
+* ``event-maf-next`` (Experiment II): two MAFs per type, for the first and the next
+  objects, on joint vectors with the MET (and the cumulative E, pT of the type) in front;
+  objects chosen among candidates by their distance to the event's values
+  (:mod:`hepgen.models.assemblies.event_sequential`).
 * ``event-rqs`` (Experiment III): one autoregressive rational-quadratic-spline flow on
   the fixed 66-dim vector (:class:`hepgen.transforms.events.EventVectorTransform`).
   Thesis: 10 transforms, 3x512.
@@ -64,13 +68,14 @@ from hepgen.transforms.events import (
     NUM_TYPES,
     EventTokenTransform,
     EventVectorTransform,
+    SequentialObjectScaler,
     ObjectScaler,
     build_sample,
     from_thesis,
     wrap_phi,
 )
 
-EVENT_MODELS = ("event-maf-types", "event-rqs", "event-cflow")
+EVENT_MODELS = ("event-maf-types", "event-maf-next", "event-rqs", "event-cflow")
 
 #: defaults: the thesis values (seed 003 ch. 7, SPEC S5) where it gives them
 THESIS: dict[str, dict[str, Any]] = {
@@ -79,6 +84,14 @@ THESIS: dict[str, dict[str, Any]] = {
         "met_flow": {"transforms": 10, "hidden": 50, "layers": 3},
         "training": {"lr": 1e-4, "batch_size": 1024, "epochs": 100},
         "sampler": {},
+    },
+    # Experiment II (sec. 7.2, Tables 7.9-7.14): the flows of Experiment I, two per type,
+    # objects chosen among 1000 candidates (hepgen.models.assemblies.event_sequential)
+    "event-maf-next": {
+        "flow": {"transforms": 10, "hidden": 100, "layers": 3},
+        "met_flow": {"transforms": 10, "hidden": 50, "layers": 3},
+        "training": {"lr": 1e-4, "batch_size": 1024, "epochs": 100},
+        "sampler": {"candidates": 1000},
     },
     "event-rqs": {
         "flow": {"transforms": 10, "hidden": 512, "layers": 3, "bins": 8},
@@ -274,6 +287,11 @@ class EventSurrogate:
             for kind in cfg["object_types"]:
                 nets[kind] = maf(4, **cfg["flow"])
             return nets
+        if model == "event-maf-next":
+            nets = {"met": maf(2, **cfg["met_flow"])}
+            for key in cfg["flows"]:  # first:T on 6, next:T on 8 variables
+                nets[key] = maf(6 if key.startswith("first:") else 8, **cfg["flow"])
+            return nets
         if model == "event-rqs":
             return {"flow": autoregressive_rqs(cfg["dim"], **cfg["flow"])}
         if model == "event-cflow":
@@ -284,6 +302,8 @@ class EventSurrogate:
     def make_transform(cls, cfg: dict):
         if cfg["model"] == "event-cflow":
             return EventTokenTransform(cfg["training"]["max_objects"])
+        if cfg["model"] == "event-maf-next":
+            return SequentialObjectScaler()
         return EventVectorTransform() if cfg["model"] == "event-rqs" else ObjectScaler()
 
     @property
@@ -532,6 +552,11 @@ class EventSurrogate:
         if model == "event-rqs":
             v = self.networks["flow"]().sample((n,)).cpu().numpy()
             return self.transform.decode(v, pid)
+        if model == "event-maf-next":
+            from hepgen.models.assemblies.event_sequential import sample_sequential
+
+            candidates = int(self.cfg.get("sampler", {}).get("candidates", 1000))
+            return sample_sequential(self.networks, self.transform, counts, candidates, pid)
         # event-maf-types: objects of every type drawn independently, then pT-ordered
         m = int(counts.sum(1).max())
         objects = np.zeros((n, m, 4))
