@@ -283,6 +283,8 @@ def run_rotating_gaussian(cfg: dict, seed: int = 0, echo=print, progress: bool =
                 npar = parameters(net)
                 start = sample_gaussian(0.0, n, np.random.default_rng(seed + 1))
                 gen_at = lambda a: transport(net, start, 0.0, 2 * a, max(1, round(cfg["a_ode_steps"] * 2 * a)))
+                if model == "ot-cfm":  # paths of single points (seed Fig. 7.4)
+                    samples[("paths", variant)] = trajectory(net, start[:300], 0.0, 1.0, cfg["a_ode_steps"])
             train_s = time.perf_counter() - t0
             res = {}
             for a in ANGLES:
@@ -775,7 +777,7 @@ def _plots_a(out: Path, samples: dict) -> list[dict]:
     rng = np.random.default_rng(123)
     edges = np.linspace(-4, 4, 61)
     figs = []
-    rows = [("truth", None)] + [(v, m) for v in VARIANTS for m in MODELS_A]
+    rows = [("truth", None)] + [(v, m) for v in VARIANTS for m in MODELS_A if (v, m, ANGLES[0]) in samples]
     fig, axes = plt.subplots(len(rows), len(ANGLES), figsize=(3 * len(ANGLES), 3 * len(rows)), squeeze=False)
     for r, (variant, model) in enumerate(rows):
         for c, a in enumerate(ANGLES):
@@ -788,6 +790,27 @@ def _plots_a(out: Path, samples: dict) -> list[dict]:
     fig.tight_layout()
     fig.savefig(out / "rotating_gaussian.png", dpi=50)
     plt.close(fig)
+    fig, axes = plt.subplots(1, 2 * len(VARIANTS), figsize=(6 * 2 * len(VARIANTS), 6), squeeze=False)
+    for v, variant in enumerate(VARIANTS):
+        paths = samples.get(("paths", variant))
+        if paths is None:
+            continue
+        above = paths[0, :, 0] + paths[0, :, 1] > 0
+        for k, (sel, name) in enumerate(((above, "x + y > 0 at phi = 0"), (~above, "x + y < 0 at phi = 0"))):
+            ax = axes[0, 2 * v + k]
+            for i in np.flatnonzero(sel)[:60]:
+                ax.plot(paths[:, i, 0], paths[:, i, 1], lw=0.6, color="C3" if k == 0 else "C0", alpha=0.7)
+                ax.plot(paths[-1, i, 0], paths[-1, i, 1], ".", color="k", ms=3)
+            ax.set_xlim(-4, 4)
+            ax.set_ylim(-4, 4)
+            ax.set_aspect("equal")
+            ax.set_title(f"OT-CFM {variant}: {name}", fontsize=12)
+    fig.tight_layout()
+    fig.savefig(out / "rotating_gaussian_paths.png", dpi=50)
+    plt.close(fig)
+    figs.append({"file": "rotating_gaussian_paths.png",
+                 "caption": "paths of single points from phi = 0 to pi/2 under OT-CFM, split by the side of the "
+                            "diagonal they start on (seed Fig. 7.4; with the midpoint they rotate instead)"})
     figs.append({"file": "rotating_gaussian.png",
                  "caption": "rotating Gaussian: truth and every model at phi = 0, pi/8, pi/4, 3 pi/8, pi/2 "
                             "(seed Fig. 7.2-7.6); rows: trained at the end points, with the midpoint"})
