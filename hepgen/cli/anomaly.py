@@ -59,6 +59,12 @@ def train(
     if method is Method.nae:
         _train_nae(data, out, config, max_time, max_events, seed, progress)
         return
+    if method in (Method.anomaly_clr, Method.dark_clr):  # hepgen.training.clr (seed 002 sec. 5.3)
+        from hepgen.training.clr import train_command
+
+        check_output_folder(out)
+        train_command(method.value, data, out, config, max_time, max_events, seed, progress, echo=typer.echo)
+        return
     if method is not Method.cwola:
         raise OptionError(f"anomaly train {method.value}: not implemented yet (cwola and nae are)")
     if len(data) != 1:

@@ -414,6 +414,10 @@ def read_sample(run: dict, path: str | Path):
         from hepgen.data.jetnet import read_jets
 
         return read_jets(path)
+    if run["method"] in ("anomaly-clr", "dark-clr"):
+        from hepgen.training.clr import read_clr_sample
+
+        return read_clr_sample(run, path)
     from hepgen.data.dijets import read_dijets
 
     return read_dijets(path)
@@ -436,6 +440,13 @@ def score_run(run_dir: str | Path, sample) -> Scores:
         if not isinstance(sample, JetSample):
             raise InputFileError(f"{getattr(sample, 'source', 'data')}: an NAE run scores jets (JetNet layout)")
         s = score_nae_run(run_dir, run, sample.particle_features)
+        return Scores(s.pop("score"), None, np.ones(len(sample), bool), s)
+    if run["method"] in ("anomaly-clr", "dark-clr"):
+        from hepgen.training.clr import CLRInputs, score_clr_run
+
+        if not isinstance(sample, CLRInputs):
+            raise InputFileError(f"{getattr(sample, 'source', 'data')}: a {run['method']} run scores the output of read_sample")
+        s = score_clr_run(run_dir, run, sample.x)
         return Scores(s.pop("score"), None, np.ones(len(sample), bool), s)
     if run["method"] != "cwola":
         raise OptionError(f"{run_dir}: scoring {run['method']} runs is not implemented yet")

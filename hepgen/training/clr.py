@@ -63,9 +63,11 @@ THESIS = {
         "data": {},
     },
     "dark-clr": {
+        # Table B.11. The weight of the norm regulariser is not given in the seed; at 1.0 (lr 1e-3,
+        # the CPU config) ||z|| collapsed to zero within two epochs and the L+ term stopped learning
         "model": {"model_dim": 128, "ff_dim": 512, "output_dim": 512, "heads": 4, "layers": 4, "head_layers": 2,
                   "dropout": 0.1},
-        "train": {"loss": "anomclr+", "tau": 1.0, "lr": 5e-5, "batch_size": 256, "epochs": 150, "norm_weight": 1.0,
+        "train": {"loss": "anomclr+", "tau": 1.0, "lr": 5e-5, "batch_size": 256, "epochs": 150, "norm_weight": 0.01,
                   "max_minutes": None, "seed": 0},
         "augment": {"p_drop": 0.5, "translate_width": 1.0},
         "ae": dict(_AE),
