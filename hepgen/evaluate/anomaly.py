@@ -142,6 +142,8 @@ def evaluate_anomaly(run_dir, background_path, signal_path, out_dir, region_only
                 shutil.copy(Path(run_dir) / extra, tmp / extra)
                 figures.append({"file": extra, "caption": "NAE: pre-training MSE and the energies of training and "
                                 "negative samples" if run["method"] == "nae" else
+                                "contrastive loss per epoch; validation MSE of the AEs on z and on raw inputs"
+                                if run["method"] in ("anomaly-clr", "dark-clr") else
                                 "training loss per fold (dashed: validation)"})
         from hepgen.report.html import render_report
 
