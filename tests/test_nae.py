@@ -179,6 +179,13 @@ def test_nae_cli_train_score_evaluate(tiny_run, capsys):
                  "--signal", str(d / "test_sig.h5"), "--bootstrap", "0", "--score", "ae", "--out", str(rep2)]) == 0
     m2 = json.loads((rep2 / "metrics.json").read_text())
     assert m2["auc"]["value"] == pytest.approx(base["ae"]["auc"]["value"])
+    # --pretrained: the NAE phase starts from that run's AE, which the new run keeps as its baseline
+    assert main(["anomaly", "train", "nae", "--data", str(d / "bkg.h5"), "--config", str(d / "tiny.yaml"),
+                 "--pretrained", str(d / "run"), "--no-progress", "--out", str(d / "run2")]) == 0
+    meta2 = json.loads((d / "run2" / "run.json").read_text())
+    assert meta2["pretrain_iterations"] == 0 and meta2["nae_iterations"] == 8
+    np.testing.assert_allclose(energies(load_model(d / "run2" / "ae.pt"), images),
+                               energies(load_model(d / "run" / "ae.pt"), images))
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -190,6 +197,8 @@ def test_nae_cli_train_score_evaluate(tiny_run, capsys):
     (["anomaly", "score", "{run}", "--data", "{tmp}/dijet.h5", "--out", "{tmp}/s.h5"], "missing dataset(s)"),
     (["evaluate", "anomaly", "--run", "{run}", "--background", "{tmp}/bkg.h5", "--signal", "{tmp}/bkg.h5",
       "--score", "clr", "--out", "{tmp}/rep"], "--score clr"),
+    (["anomaly", "train", "nae", "--data", "{tmp}/bkg.h5", "--pretrained", "{tmp}", "--out", "{tmp}/r"],
+     "not an anomaly run"),
 ])
 def test_nae_bad_input_gives_one_error_line(tiny_run, tmp_path, capsys, argv, fragment):
     write_jets(synthetic_jets(20, 1, 4), tmp_path / "bkg.h5")

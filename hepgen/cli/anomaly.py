@@ -42,6 +42,9 @@ def train(
                                           "(e.g. hepgen/models/configs/nae-cpu.yaml, sized for a CPU)."),
     max_time: Optional[float] = typer.Option(None, "--max-time", help="nae: wall-clock limit of the NAE phase in minutes "
                                              "(pre-training keeps its config's own limit)."),
+    pretrained: Optional[Path] = typer.Option(None, "--pretrained", help="nae: start the NAE phase from the pre-trained "
+                                              "AE of this NAE run folder (skips pre-training; that run's ae.pt becomes "
+                                              "this run's)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Train an anomaly detector (METHOD: nae, anomaly-clr, dark-clr or cwola) on --data and write a run folder.
@@ -57,7 +60,7 @@ def train(
     if max_events is not None and max_events <= 0:
         raise OptionError(f"--max-events must be positive, got {max_events}")
     if method is Method.nae:
-        _train_nae(data, out, config, max_time, max_events, seed, progress)
+        _train_nae(data, out, config, max_time, max_events, seed, progress, pretrained)
         return
     if method in (Method.anomaly_clr, Method.dark_clr):  # hepgen.training.clr (seed 002 sec. 5.3)
         from hepgen.training.clr import train_command
@@ -108,15 +111,22 @@ def train(
 
 
 def _train_nae(data: List[Path], out: Path, config: Optional[Path], max_time: Optional[float],
-               max_events: Optional[int], seed: int, progress: bool) -> None:
+               max_events: Optional[int], seed: int, progress: bool, pretrained: Optional[Path] = None) -> None:
     """``hepgen anomaly train nae``: images of the --data jets, pre-training, NAE training, run folder."""
     from tqdm.auto import tqdm
 
     from hepgen.config import merge_config, read_config
     from hepgen.errors import OptionError
-    from hepgen.training.nae import nae_config, read_images, train_nae, write_nae_run
+    from hepgen.training.nae import load_model, nae_config, read_images, train_nae, write_nae_run
 
     check_output_folder(out)
+    init = None
+    if pretrained is not None:
+        from hepgen.training.anomaly import read_run
+
+        if read_run(pretrained)["method"] != "nae":
+            raise OptionError(f"--pretrained: {pretrained} is not an NAE run")
+        init = load_model(pretrained / "ae.pt")
     override = read_config(config)
     if max_time is not None:
         if not max_time > 0:
@@ -136,15 +146,18 @@ def _train_nae(data: List[Path], out: Path, config: Optional[Path], max_time: Op
         bars[phase].update(n)
 
     try:
-        result = train_nae(images, cfg, progress=step)
+        result = train_nae(images, cfg, progress=step, pretrained=init)
     finally:
         for b in bars.values():
             b.close()
-    write_nae_run(result, out, {"data": sources, "jets": len(images), "config_file": str(config) if config else None})
+    write_nae_run(result, out, {"data": sources, "jets": len(images), "config_file": str(config) if config else None,
+                                "pretrained_from": str(pretrained) if pretrained else None})
     sel = result.selected
     pre = result.pretrain_log
-    typer.echo(f"trained the NAE on {len(images)} jet images: AE pre-training {len(pre)} iterations "
-               f"(MSE {pre[0][1]:.3g} -> {pre[-1][1]:.3g}, {result.seconds[0]:.0f} s), NAE {len(result.nae_log)} "
+    typer.echo(f"trained the NAE on {len(images)} jet images: "
+               + (f"AE pre-training {len(pre)} iterations (MSE {pre[0][1]:.3g} -> {pre[-1][1]:.3g}, "
+                  f"{result.seconds[0]:.0f} s)" if pre else f"pre-trained AE of {pretrained}")
+               + f", NAE {len(result.nae_log)} "
                f"iterations ({result.seconds[1]:.0f} s)"
                + (f", collapse at {result.collapsed}" if result.collapsed else "")
                + (f"; selected iteration {sel['iteration']} (E+ {sel['e_pos']:.3g}, E- {sel['e_neg']:.3g})"
@@ -154,16 +167,17 @@ def _train_nae(data: List[Path], out: Path, config: Optional[Path], max_time: Op
 
 @app.command("score")
 def score(
-    run: Path = typer.Argument(..., help="Run folder of hepgen anomaly train."),
+    run: Path = typer.Argument(..., help="Run folder of hepgen anomaly train, or a shipped run (nae/qcd)."),
     data: Path = typer.Option(..., "--data", help="Events to score (the format the run was trained on: "
                               "cwola dijets, nae jets in the JetNet layout)."),
     out: Path = typer.Option(..., "--out", help="Output HDF5 file (score, in_region; cwola: probability, mjj, "
                              "label; nae: score_ae, the plain AE's)."),
 ) -> None:
     """Anomaly scores of --data (higher: more signal-like; nae: the energy = reconstruction MSE)."""
-    from hepgen.training.anomaly import read_run, read_sample, score_run, write_scores
+    from hepgen.training.anomaly import read_run, read_sample, resolve_run, score_run, write_scores
 
     check_output_file(out)
+    run = resolve_run(run)
     meta = read_run(run)
     sample = read_sample(meta, data)
     scores = score_run(run, sample)

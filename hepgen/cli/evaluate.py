@@ -106,7 +106,7 @@ def hits(
 
 @app.command("anomaly")
 def anomaly(
-    run: Path = typer.Option(..., "--run", help="Run folder of hepgen anomaly train."),
+    run: Path = typer.Option(..., "--run", help="Run folder of hepgen anomaly train, or a shipped run (nae/qcd)."),
     background: Path = typer.Option(..., "--background", help="Background events (e.g. hepgen data dijets --process qcd, another seed)."),
     signal: Path = typer.Option(..., "--signal", help="Signal events (e.g. hepgen data dijets --process wprime)."),
     out: Path = typer.Option(..., "--out", help="Report folder (metrics.json, report.html, plots)."),
@@ -123,6 +123,8 @@ def anomaly(
 
     if bootstrap < 0:
         raise OptionError(f"--bootstrap must be >= 0, got {bootstrap}")
-    result = evaluate_anomaly(run, background, signal, out, region_only=region_only, bootstrap=bootstrap, seed=seed,
-                              echo=typer.echo, score=score)
+    from hepgen.training.anomaly import resolve_run
+
+    result = evaluate_anomaly(resolve_run(run), background, signal, out, region_only=region_only, bootstrap=bootstrap,
+                              seed=seed, echo=typer.echo, score=score)
     typer.echo(f"report: {result.report}")

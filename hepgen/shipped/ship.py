@@ -120,3 +120,47 @@ def ship_calo_run(run: str | Path, dest: str | Path, summary: str = "", sampler:
         card["bench"] = bench
     (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
     return dest
+
+
+def ship_anomaly_run(run: str | Path, dest: str | Path, summary: str, evaluation: dict | None = None,
+                     hardware: str = "2 CPU cores shared with other jobs, one thread") -> Path:
+    """Copy the NAE run ``run`` to ``dest`` (run.json, nae.pt, ae.pt) with a model card.
+
+    A shipped anomaly run has no ``weights.pt``, so ``hepgen models`` / ``hepgen sample``
+    (generative models) do not list it; ``hepgen anomaly score nae/qcd`` and ``hepgen
+    evaluate anomaly --run nae/qcd`` find it by name.
+
+    Args:
+        run: an NAE run folder of ``hepgen anomaly train nae``.
+        dest: the shipped folder (e.g. ``hepgen/shipped/nae/qcd``).
+        summary: one line for the card.
+        evaluation: measured numbers for the card (e.g. the metrics of a test evaluation).
+        hardware: where it trained.
+    """
+    import json
+
+    run, dest = Path(run), Path(dest)
+    meta = json.loads((run / "run.json").read_text())
+    if meta.get("method") != "nae":
+        raise ValueError(f"{run}: not an NAE run")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("run.json", "nae.pt", "ae.pt"):
+        shutil.copy(run / name, dest / name)
+    card = {
+        "summary": summary,
+        "model": "nae",
+        "parameters": meta.get("parameters"),
+        "training_data": f"{meta.get('jets')} jet images of {', '.join(Path(d).name for d in meta.get('data', []))} "
+                         "(hepgen data jets)",
+        "pretrain_iterations": meta.get("pretrain_iterations"),
+        "nae_iterations": meta.get("nae_iterations"),
+        "hours_trained": round((meta.get("pretrain_seconds", 0) + meta.get("nae_seconds", 0)) / 3600, 2),
+        "hardware": hardware,
+        "selected": meta.get("selected"),
+        "scores": {"score": "NAE energy (reconstruction MSE of the selected NAE)",
+                   "score_ae": "the pre-trained plain autoencoder's MSE (baseline)"},
+    }
+    if evaluation:
+        card["evaluation"] = evaluation
+    (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    return dest

@@ -372,6 +372,17 @@ def _loss_plot(losses, path: Path) -> None:
     plt.close(fig)
 
 
+def resolve_run(run: str | Path) -> Path:
+    """The run folder ``run``, or the shipped anomaly run of that name (e.g. ``nae/qcd``,
+    ``hepgen/shipped/nae/qcd``) when no such folder exists."""
+    from hepgen.shipped import ROOT
+
+    path = Path(run)
+    if not path.is_dir() and not path.is_absolute() and (ROOT / path / "run.json").is_file():
+        return ROOT / path
+    return path
+
+
 def read_run(run_dir: str | Path) -> dict:
     """The ``run.json`` of an anomaly run folder, checked to name a known method."""
     run_dir = Path(run_dir)

@@ -359,13 +359,17 @@ def train_nae_phase(model: NormalizedAutoencoder, images: torch.Tensor, cfg: dic
     return state, log, checkpoints, selected, collapsed
 
 
-def train_nae(images: np.ndarray, cfg: dict | None = None, progress: Callable[[str, int], None] | None = None) -> NAEResult:
+def train_nae(images: np.ndarray, cfg: dict | None = None, progress: Callable[[str, int], None] | None = None,
+              pretrained: NormalizedAutoencoder | None = None) -> NAEResult:
     """Pre-train the AE, then train the NAE on background ``images`` (module docstring).
 
     Args:
         images: background jet images (N, H, W) in [0, 1].
         cfg: an NAE config (:func:`nae_config`; default the thesis').
         progress: called with (phase, 1) per iteration of each phase.
+        pretrained: an already pre-trained AE (e.g. another run's ``ae.pt``): phase 1 is
+            skipped and the NAE phase starts from a copy of it (its architecture wins over
+            ``cfg["network"]``).
     """
     cfg = nae_config(cfg)
     images = np.asarray(images, dtype=np.float32)
@@ -379,16 +383,22 @@ def train_nae(images: np.ndarray, cfg: dict | None = None, progress: Callable[[s
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     x = torch.as_tensor(images)
-    model = NormalizedAutoencoder(image_size=cfg["image"]["size"], **cfg["network"])
+    if pretrained is not None:
+        if tuple(pretrained.image_size) != tuple(images.shape[1:]):
+            raise InvalidDataError(f"NAE: the pre-trained AE reads {pretrained.image_size} images, got {images.shape[1:]}")
+        model = copy.deepcopy(pretrained).train()
+        cfg["network"] = {k: v for k, v in pretrained.config.items() if k != "image_size"}
+    else:
+        model = NormalizedAutoencoder(image_size=cfg["image"]["size"], **cfg["network"])
     t0 = time.perf_counter()
-    pre_log = pretrain(model, x, cfg, generator, progress)
+    pre_log = [] if pretrained is not None else pretrain(model, x, cfg, generator, progress)
     t1 = time.perf_counter()
     ae = copy.deepcopy(model).eval()
     state, log, checkpoints, selected, collapsed = (None, [], [], None, None)
     if int(cfg["nae"]["iterations"]) > 0:
         state, log, checkpoints, selected, collapsed = train_nae_phase(model, x, cfg, generator, progress)
     t2 = time.perf_counter()
-    nae = NormalizedAutoencoder(image_size=cfg["image"]["size"], **cfg["network"])
+    nae = copy.deepcopy(ae)
     nae.load_state_dict(state if state is not None else ae.state_dict())
     return NAEResult(ae, nae.eval(), pre_log, log, checkpoints, selected, collapsed, (t1 - t0, t2 - t1), cfg)
 
