@@ -266,3 +266,16 @@ def test_bad_input_gives_one_error_line(tmp_path, capsys, argv, fragment):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("hepgen: error:") and fragment in err[0], err
     assert not (tmp_path / "r").exists()
+
+
+def test_dark_jet_and_signal_producers():
+    from hepgen.simulate.darkjets import simulate_chunk
+    from hepgen.simulate.events import PROCESSES, simulate_chunk as simulate_events
+
+    pf, jf = simulate_chunk("aachen", 4, 50, seed=3)
+    assert pf.shape == (4, 50, 4) and jf.shape == (4, 4)
+    assert ((jf[:, 0] >= 150) & (jf[:, 0] <= 300) & (np.abs(jf[:, 1]) < 2)).all()     # eq. 5.3
+    full = pf[..., 2].sum(1)[jf[:, 3] <= 50]        # scalar pT sum of all constituents over the jet pT: >= 1
+    assert ((full >= 1 - 1e-5) & (full < 1.2)).all(), full
+    events, generated, passed, sigma = simulate_events("leptoquark", 5, seed=4)
+    assert len(events) == 5 and set(events.process) == {PROCESSES["leptoquark"].process_id} and sigma > 0
