@@ -16,21 +16,28 @@ HEPGEN=${HEPGEN:-.venv/bin/hepgen}
 MAX_TIME=${MAX_TIME:-150}
 declare -A MODEL=([mdma-flow-t30]=mdma-flow [mdma-gan-t30]=mdma-gan [epic-fm-t30]=epic-fm
                   [caloinn-ds1-photons]=caloinn [caloinn-ds1-pions]=caloinn [calodream-ds2]=calodream
-                  [ipf-t30]=ipf [pf-t30]=pf [apf-t30]=apf)
+                  [ipf-t30]=ipf [pf-t30]=pf [apf-t30]=apf [event-cflow-sm]=event-cflow)
 declare -A EPOCHS=([mdma-flow-t30]=150 [mdma-gan-t30]=150 [epic-fm-t30]=150
                    [caloinn-ds1-photons]=40 [caloinn-ds1-pions]=40 [calodream-ds2]=60
-                   [ipf-t30]=6 [pf-t30]=6 [apf-t30]=6)
+                   [ipf-t30]=6 [pf-t30]=6 [apf-t30]=6 [event-cflow-sm]=40)
 # training data of each run and the command that makes it again (same seed, same file)
 JETS=data/t30_train.h5
 JETS30K=data/t30_train_30k.h5  # the first 30k jets of $JETS (point-flow baselines)
 declare -A DATA=([mdma-flow-t30]=$JETS [mdma-gan-t30]=$JETS [epic-fm-t30]=$JETS
                  [ipf-t30]=$JETS30K [pf-t30]=$JETS30K [apf-t30]=$JETS30K
                  [caloinn-ds1-photons]=data/calo/ds1-photons_train.h5 [caloinn-ds1-pions]=data/calo/ds1-pions_train.h5
-                 [calodream-ds2]=data/calo/ds2_train.h5)
+                 [calodream-ds2]=data/calo/ds2_train.h5
+                 [event-cflow-sm]=data/events/sm)  # a folder: one --data per file in it
 # showers per training file (DS2: 50k, 2.6 GB of float64 voxels in memory while training)
 declare -A SHOWERS=([ds1-photons]=100000 [ds1-pions]=100000 [ds2]=50000)
 make_data() {
     case "$1" in
+        data/events/sm) mkdir -p "$1"  # 100k selected events per SM process, a six-point stop scan
+            for p in ttbar wjets zjets multijet gammajets; do test -f "$1/$p.txt" || \
+                $HEPGEN data events --process $p --num-events 100000 --seed 1 --out "$1/$p.txt" --no-progress; done
+            for m in "220 20" "300 20" "300 100" "400 20" "400 200" "500 100"; do set -- "$1" $m
+                test -f "$1/stop_$2_$3.txt" || $HEPGEN data events --process stop --stop-mass $2 --lsp-mass $3 \
+                    --num-events 20000 --seed 1 --out "$1/stop_$2_$3.txt" --no-progress; done ;;
         $JETS) $HEPGEN data jets --jet-type t --num-particles 30 --num-jets 100000 --seed 1 --out "$1" ;;
         $JETS30K) test -f $JETS || make_data $JETS
             ${HEPGEN%hepgen}python -c "from hepgen.data.jetnet import read_jets, write_jets, JetSample as J; \
@@ -47,13 +54,19 @@ SEQUENTIAL=${SEQUENTIAL:-0}
 
 mkdir -p data/calo campaign/logs
 for run in "${RUNS[@]}"; do
-    test -f "${DATA[$run]}" || make_data "${DATA[$run]}"
+    case "${DATA[$run]}" in
+        */sm) ;;  # a folder of files: made in the run's background chain (hours of Pythia)
+        *) test -f "${DATA[$run]}" || make_data "${DATA[$run]}" ;;
+    esac
 done
 # train RUN in the foreground: resume when it has a checkpoint
 train_run() {
-    local run=$1 dir=campaign/$1 resume=()
+    local run=$1 dir=campaign/$1 resume=() data=()
     if compgen -G "$dir/checkpoints/*.ckpt" > /dev/null; then resume=(--resume); fi
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $HEPGEN train "${MODEL[$run]}" --data "${DATA[$run]}" --out "$dir" \
+    case "${DATA[$run]}" in */sm) make_data "${DATA[$run]}" >> "campaign/logs/$run.log" 2>&1 ;; esac
+    if [ -d "${DATA[$run]}" ]; then for f in "${DATA[$run]}"/*.txt; do data+=(--data "$f"); done
+    else data=(--data "${DATA[$run]}"); fi
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $HEPGEN train "${MODEL[$run]}" "${data[@]}" --out "$dir" \
         --config "campaign/$run.yaml" --max-epochs "${EPOCHS[$run]}" --max-time "$MAX_TIME" "${resume[@]}" \
         --no-progress >> "campaign/logs/$run.log" 2>&1
 }
