@@ -74,7 +74,7 @@ todo=()
 for run in "${RUNS[@]}"; do
     if [ -f "campaign/$run/done" ]; then echo "$run: finished"; continue; fi
     echo "$run: $(compgen -G "campaign/$run/checkpoints/*.ckpt" > /dev/null && echo --resume || echo start)" \
-         "(log campaign/logs/$run.log)${SEQUENTIAL/#1/, after the previous one}"
+         "(log campaign/logs/$run.log)$([ "$SEQUENTIAL" = 1 ] && echo ", after the previous one")"
     todo+=("$run")
 done
 if [ "$SEQUENTIAL" = 1 ]; then
