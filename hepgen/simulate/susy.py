@@ -19,7 +19,7 @@ R = 0.4, truth-flavour b-tagging, smeared MET); the background processes are tha
 module's :data:`~hepgen.simulate.events.PROCESSES` settings, optionally with a raised
 ``PhaseSpace:pTHatMin`` (:data:`BACKGROUNDS`: 300 GeV for tt-bar, 250 GeV for W+jets, whose
 W is forced to decay to leptons, :data:`BACKGROUND_SETTINGS`). The cut makes the background
-affordable here (0.6 % / 0.3 % of the generated events pass the signal region instead of
+affordable here (0.35 % / 0.3 % of the generated events pass the signal region instead of
 ~0.1 %), at a price: it is a truncation, not a reweighting, so signal-region events with a
 softer hard process are missing and the background is underestimated (the Pythia
 cross-section includes the cut and the branching ratio, so the weights of what is
@@ -215,7 +215,7 @@ def simulate_signal(eps: float, num_events: int, seed: int, **kw) -> RegionSampl
 
 
 #: SM backgrounds: the event producer's process and its generator-level pTHat cut (GeV); about
-#: 0.6 % (tt-bar) and 0.3 % (W+jets) of the generated events then pass the signal region
+#: 0.35 % (tt-bar) and 0.3 % (W+jets) of the generated events then pass the signal region
 BACKGROUNDS = {"ttbar": 300.0, "wjets": 250.0}
 #: extra settings per background: W+jets with the W forced to leptons (one lepton is required;
 #: Pythia's cross-section includes the branching ratio)
