@@ -66,8 +66,9 @@ batch 1024, keeps the classifier's 1000 epochs (an epoch: as many balanced batch
 the training background once) and the seed's 10 repeats. Measured here (2 cores shared with
 three trainings and other jobs): part B took 46 min of wall-clock time and 15.5 min of CPU,
 of which Pythia 40 min wall (tt-bar alone 28 min: 0.34 % of its events pass), the CNF 4 min
-and the 30 classifiers 2 min; part A at the default budget was not run to the end (its
-end-point half took 4 min of CPU, the midpoint half trains two segments per step).
+and the 30 classifiers 2 min; part A 9 min wall, 6 min of CPU (W1 at pi/8: OT-CFM with the
+midpoint 0.097, NF 0.32, CFM 0.47, all three without it 0.41-0.50; the end-point mixture 0.76,
+the truth floor 0.056).
 ``--quick`` (:data:`QUICK`): about 2 min of CPU (both parts); its 14 background events give no
 finite luminosity (null in metrics.json) -- it checks the chain, not the physics.
 
