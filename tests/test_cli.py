@@ -185,7 +185,7 @@ def test_models_flags_shower_models_of_an_older_stand_in():
             assert not flagged
 
 
-@pytest.mark.parametrize("name", ["mdma-gan/t30", "mdma-flow/t30"])
+@pytest.mark.parametrize("name", ["mdma-gan/t30", "mdma-flow/t30", "epic-fm/t30"])
 def test_shipped_models_sample_reproducibly_without_training(name, tmp_path):
     listing = run("models")
     assert name in listing.stdout
