@@ -45,7 +45,7 @@ import numpy as np
 
 from hepgen.data.jetnet import JetSample
 from hepgen.errors import OptionError
-from hepgen.simulate.jets import _delta_r, _jet_arrays
+from hepgen.simulate.jets import _jet_arrays, matched_jets
 from hepgen.simulate.parallel import chunk_sizes, derive_seed, run_chunks
 
 CHUNK_JETS = 200
@@ -116,19 +116,9 @@ def simulate_chunk(kind: str, num_jets: int, num_particles: int, seed: int, mpi:
                 pjs.append(fastjet.PseudoJet(px, py, pz, math.sqrt(px * px + py * py + pz * pz)))
         seq = fastjet.ClusterSequence(pjs, jet_def)
         jets = fastjet.sorted_by_pt(seq.inclusive_jets(PT_WINDOW[0]))
-        used: set[int] = set()
-        for eta, phi in seeds:
-            best, best_dr = None, JET_RADIUS
-            for k, jet in enumerate(jets):
-                if k in used or abs(jet.eta()) >= MAX_ABS_ETA or not PT_WINDOW[0] <= jet.pt() <= PT_WINDOW[1]:
-                    continue
-                dr = _delta_r(jet.eta(), jet.phi(), eta, phi)
-                if dr < best_dr:
-                    best, best_dr = k, dr
-            if best is None:
-                continue
-            used.add(best)
-            pf, jf = _jet_arrays(jets[best], num_particles)
+        in_window = lambda j: abs(j.eta()) < MAX_ABS_ETA and PT_WINDOW[0] <= j.pt() <= PT_WINDOW[1]  # noqa: E731
+        for jet in matched_jets(jets, seeds, JET_RADIUS, in_window):
+            pf, jf = _jet_arrays(jet, num_particles)
             pfs.append(pf)
             jfs.append(jf)
             if progress is not None:

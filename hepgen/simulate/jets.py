@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -154,6 +154,23 @@ def _cluster(event, jet_def):
     return seq, fastjet.sorted_by_pt(seq.inclusive_jets(100.0))
 
 
+def matched_jets(jets, targets, radius: float, accept: Callable) -> Iterator:
+    """For each (eta, phi) of ``targets`` in order, the closest jet within ``radius`` that
+    passes ``accept`` and is not matched yet (targets without one are skipped)."""
+    used: set[int] = set()
+    for eta, phi in targets:
+        best, best_dr = None, radius
+        for k, jet in enumerate(jets):
+            if k in used or not accept(jet):
+                continue
+            dr = _delta_r(jet.eta(), jet.phi(), eta, phi)
+            if dr < best_dr:
+                best, best_dr = k, dr
+        if best is not None:
+            used.add(best)
+            yield jets[best]
+
+
 def _jet_arrays(jet, num_particles: int) -> tuple[np.ndarray, np.ndarray]:
     consts = jet.constituents()
     pt = np.array([c.pt() for c in consts])
@@ -204,20 +221,9 @@ def simulate_chunk(
         if not objects:
             continue
         seq, jets = _cluster(event, jet_def)
-        used: set[int] = set()
-        for eta, phi in objects:
-            # the closest unused jet within R of the hard object
-            best, best_dr = None, JET_RADIUS
-            for k, jet in enumerate(jets):
-                if k in used or abs(jet.eta()) >= MAX_ABS_ETA:
-                    continue
-                dr = _delta_r(jet.eta(), jet.phi(), eta, phi)
-                if dr < best_dr:
-                    best, best_dr = k, dr
-            if best is None:
-                continue
-            used.add(best)
-            pf, jf = _jet_arrays(jets[best], num_particles)
+        # the closest unused jet within R of each hard object
+        for jet in matched_jets(jets, objects, JET_RADIUS, lambda j: abs(j.eta()) < MAX_ABS_ETA):
+            pf, jf = _jet_arrays(jet, num_particles)
             pfs.append(pf)
             jfs.append(jf)
             if progress is not None:
