@@ -260,9 +260,11 @@ class JetSurrogate:
             return solver(lambda t, x, m: self.network(t, x, m) * m[..., None], noise, mask) * mask[..., None]
         return integrate(self.network, noise, mask, method=method, steps=steps)
 
-    #: jets per forward pass unless the config's sampler says otherwise: large batches are
-    #: memory-bound on CPUs (10 000 jets: 1.8x the time per jet of 2048 for MDMA-GAN)
-    BATCH_SIZE = 2048
+    #: jets per forward pass unless the config's sampler says otherwise: the activations of
+    #: 256 jets stay in the CPU caches; larger batches are memory-bound (one thread, session
+    #: 8: MDMA-GAN 143 us/jet at 256 against 204 at 2048, MDMA-Flow and EPiC-FM 9.0-9.6 ms
+    #: against 12.3-13.0 at 1024)
+    BATCH_SIZE = 256
 
     def sample(
         self,
