@@ -50,8 +50,12 @@ class JetPreprocessor(Transform):
         """Scaled (N, P, 3) + mask (N, P) -> particle features (N, P, 4), padded zeros."""
         x = np.asarray(x)
         mask = np.ones(x.shape[:-1], bool) if mask is None else np.asarray(mask, bool)
-        out = np.zeros(x.shape[:-1] + (4,), np.float32)
-        out[..., :3][mask] = self.scaler.inverse_transform(x[mask].astype(np.float64)).astype(np.float32)
+        out = np.empty(x.shape[:-1] + (4,), np.float32)
+        # the whole array at once (boolean indexing of the particles took most of the time);
+        # padded slots may map to anything, even NaN (Box-Cox), and are zeroed after
+        with np.errstate(all="ignore"):
+            phys = self.scaler.inverse_transform(x.astype(np.float32, copy=False))
+        out[..., :3] = np.where(mask[..., None], phys, 0.0)
         out[..., 3] = mask
         return out
 
