@@ -82,7 +82,7 @@ def sample(
     num: int = typer.Option(..., "--num", help="Number of jets, showers or events."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same file."),
     out: Path = typer.Option(..., "--out", help="Output file: HDF5 (JetNet or CaloChallenge layout) or Dark Machines text for events."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Jets (default: the model's, 2048 unless its config says otherwise) or showers (default 1000) per forward pass."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Jets (default: the model's, 256 unless its config says otherwise) or showers (default 1000) per forward pass."),
     solver: str = typer.Option(None, "--solver", help="ODE solver of flow-matching models (euler, midpoint, rk4, dopri5, bespoke); ancestral or ddim for ddpm-hits."),
     steps: int = typer.Option(None, "--steps", help="ODE solver steps of flow-matching models."),
     process: str = typer.Option(None, "--process", help="Event models: the process to generate (ttbar, wjets, zjets, multijet, gammajets, stop); needed for a multi-process model such as event-cflow/sm."),
