@@ -120,3 +120,33 @@ def test_jetsample_validates_mask():
     pf[..., 3] = 0.5
     with pytest.raises(InvalidDataError, match="mask"):
         JetSample(pf, np.zeros((2, 4)))
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_atomic_folder_keeps_the_old_folder_on_failure_and_swaps_on_success(tmp_path, replace):
+    """Reports and anomaly runs are written through ``atomic_folder``: a failure half-way
+    leaves the previous folder as it was and no temporary folder behind."""
+    from hepgen.data.atomic import atomic_folder
+
+    out = tmp_path / "report"
+    (out / "figures").mkdir(parents=True)
+    (out / "metrics.json").write_text("old")
+    (out / "figures" / "a.png").write_text("old figure")
+    (out / "keep.txt").write_text("unrelated")
+    with pytest.raises(RuntimeError):
+        with atomic_folder(out, replace=replace) as tmp:
+            (tmp / "metrics.json").write_text("new")
+            raise RuntimeError("plotting failed")
+    assert (out / "metrics.json").read_text() == "old" and (out / "figures" / "a.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+    with atomic_folder(out, replace=replace) as tmp:
+        (tmp / "metrics.json").write_text("new")
+        (tmp / "figures").mkdir()
+        (tmp / "figures" / "b.png").write_text("new figure")
+    assert (out / "metrics.json").read_text() == "new"
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["b.png"]
+    assert (out / "keep.txt").exists() is (not replace)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+    with pytest.raises(Exception, match="parent folder"):
+        with atomic_folder(tmp_path / "missing" / "out"):
+            pass

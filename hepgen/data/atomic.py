@@ -2,13 +2,16 @@
 
 The content goes to a temporary file beside the target, which replaces the target only
 when complete (``os.replace`` is atomic on one file system). Used by every writer of
-hepgen's data formats.
+hepgen's data formats; :func:`atomic_folder` does the same for output folders (reports,
+anomaly runs): their files are written into a hidden sibling folder and moved in only once
+all of them exist.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -49,3 +52,39 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         discard(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
+    """``with atomic_folder(out) as tmp:`` write files into ``tmp``; they enter ``out`` on success.
+
+    Args:
+        path: the output folder; its parent must exist. It is created if missing.
+        replace: ``True``: ``out`` becomes exactly the new folder (what was in it goes);
+            ``False``: the new files are moved into ``out`` beside what it holds, replacing
+            files (and folders) of the same name.
+
+    On an exception nothing in ``out`` has changed and the temporary folder is removed.
+    """
+    out = Path(path)
+    if not out.parent.exists():
+        raise InputFileError(f"{out}: parent folder {out.parent} does not exist")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        if replace and out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        elif replace:
+            os.replace(tmp, out)
+        else:
+            out.mkdir(exist_ok=True)
+            for item in tmp.iterdir():
+                target = out / item.name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                os.replace(item, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

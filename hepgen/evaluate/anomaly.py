@@ -16,13 +16,12 @@ k-fold scores are judged in its ``kfold_metrics.json``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from hepgen.data.atomic import atomic_folder
 from hepgen.errors import InputFileError, InvalidDataError, OptionError
 from hepgen.evaluate import Evaluation
 from hepgen.metrics.anomaly import MIN_BACKGROUND, anomaly_metrics, roc_curve, significance_improvement
@@ -131,8 +130,7 @@ def evaluate_anomaly(run_dir, background_path, signal_path, out_dir, region_only
     metrics = _finite(anomaly_metrics(labels, scores, bootstrap=bootstrap, seed=seed), int(mb.sum()))
     baselines = {name: _finite(anomaly_metrics(labels, np.concatenate([b[mb], s[ms]]), bootstrap=bootstrap, seed=seed),
                                int(mb.sum())) for name, (b, s) in others.items()}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir) as tmp:
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if baselines:
             (tmp / "baseline_metrics.json").write_text(json.dumps(baselines, indent=2) + "\n")
@@ -168,11 +166,6 @@ def evaluate_anomaly(run_dir, background_path, signal_path, out_dir, region_only
                       n_real=int(mb.sum()), n_gen=int(ms.sum()), floor_file=None, n_floor=0,
                       columns=[{"label": label} for _, label in KEYS], rows=rows, metric_note=note,
                       details=[], figures=figures)
-        out_dir.mkdir(exist_ok=True)
-        for item in tmp.iterdir():
-            os.replace(item, out_dir / item.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     for r in rows:
         echo(f"{r['name']}: " + ", ".join(f"{label} {c}" for (_, label), c in zip(KEYS, r["cells"])))
     return Evaluation(metrics, out_dir)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hepgen.data.atomic import atomic_folder
 from hepgen.data.jetnet import JetSample, read_jets
 from hepgen.errors import InputFileError, InvalidDataError, OptionError
 from hepgen.metrics.efp import FPD_SET, W1EFP_SET, EFPCalculator
@@ -174,8 +173,7 @@ def evaluate_jets(
         + (" Samples are smaller than the recommended 50k: bootstraps resample with replacement." if small else "")
     )
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir) as tmp:
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if floor_metrics:
             (tmp / "truth_floor.json").write_text(json.dumps(floor_metrics, indent=2) + "\n")
@@ -199,10 +197,5 @@ def evaluate_jets(
             details=[(k, v) for k, v in metrics.items() if k not in SCALES],
             figures=figures,
         )
-        out_dir.mkdir(exist_ok=True)
-        for item in tmp.iterdir():
-            os.replace(item, out_dir / item.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     echo(table)
     return JetEvaluation(metrics, floor_metrics, out_dir)

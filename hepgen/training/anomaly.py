@@ -37,6 +37,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from hepgen.data.atomic import atomic_folder
 from hepgen.data.dijets import DijetSample, concatenate
 from hepgen.errors import InputFileError, InvalidDataError, OptionError
 from hepgen.models.assemblies.anomaly import CWoLaEnsemble, CWoLaClassifier, likelihood_ratio
@@ -297,9 +298,6 @@ def write_cwola_run(result: CWoLaResult, sample: DijetSample, out: str | Path, i
         info: extra entries for ``run.json`` (e.g. the input files and S/B).
     """
     import csv
-    import os
-    import shutil
-    import tempfile
 
     import h5py
 
@@ -324,8 +322,7 @@ def write_cwola_run(result: CWoLaResult, sample: DijetSample, out: str | Path, i
         if s_sr > 0 and b_sr > 0:
             p = result.kfold_probability[result.in_sr]
             kfold_metrics = _finite(anomaly_metrics(lab[result.in_sr], p, bootstrap=20, seed=0), b_sr)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         result.ensemble.save(tmp / "model.pt")
         with open(tmp / "losses.csv", "w", newline="") as f:
             w = csv.writer(f)
@@ -344,11 +341,6 @@ def write_cwola_run(result: CWoLaResult, sample: DijetSample, out: str | Path, i
             (tmp / "kfold_metrics.json").write_text(json.dumps(kfold_metrics, indent=2) + "\n")
         (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n")
         _loss_plot(result.losses, tmp / "loss.png")
-        out.mkdir(exist_ok=True)
-        for item in tmp.iterdir():
-            os.replace(item, out / item.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from hepgen.config import merge_config
+from hepgen.data.atomic import atomic_folder
 from hepgen.errors import InputFileError, InvalidDataError, OptionError
 from hepgen.models.assemblies.clr import LOSSES, CLREncoder, RepresentationAE, contrastive_loss, norm_penalty
 from hepgen.transforms import augment
@@ -380,13 +381,9 @@ def train_clr(x: np.ndarray, method: str, cfg: dict, progress: Callable | None =
 def write_clr_run(result: CLRResult, out, info: dict) -> Path:
     """Write ``run.json``, ``model.pt``, ``loss.csv`` and ``loss.png`` into the run folder
     ``out`` (written in a temporary folder, moved into place when complete)."""
-    import os
-    import shutil
-    import tempfile
 
     out = Path(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out, replace=True) as tmp:
         torch.save({"encoder": result.encoder.state_dict(), "ae": result.ae.state_dict(),
                     "ae_raw": result.ae_raw.state_dict(), "config": result.config,
                     "pt_scale": result.prep.pt_scale,
@@ -402,11 +399,6 @@ def write_clr_run(result: CLRResult, out, info: dict) -> Path:
             lines += [f"{name},{e},{l:.6g},{v:.6g}" for e, l, v in rows]
         (tmp / "loss.csv").write_text("\n".join(lines) + "\n")
         _loss_plot(result, tmp / "loss.png")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

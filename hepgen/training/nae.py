@@ -50,9 +50,6 @@ import copy
 import csv
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +59,7 @@ import numpy as np
 import torch
 
 from hepgen.config import merge_config, to_plain
+from hepgen.data.atomic import atomic_folder
 from hepgen.errors import InputFileError, InvalidDataError, OptionError
 from hepgen.models.assemblies.anomaly import NormalizedAutoencoder
 from hepgen.models.blocks.langevin import ChainSettings, ReplayBuffer, langevin
@@ -458,8 +456,7 @@ def write_nae_run(result: NAEResult, out: str | Path, info: dict | None = None) 
            "pretrain_iterations": len(result.pretrain_log), "nae_iterations": len(result.nae_log),
            "pretrain_seconds": round(result.seconds[0], 1), "nae_seconds": round(result.seconds[1], 1),
            "selected": result.selected, "collapsed_at": result.collapsed, **(info or {})}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         save_model(result.nae, tmp / "nae.pt")
         save_model(result.ae, tmp / "ae.pt")
         with open(tmp / "pretrain_losses.csv", "w", newline="") as f:
@@ -476,11 +473,6 @@ def write_nae_run(result: NAEResult, out: str | Path, info: dict | None = None) 
             w.writerows(result.checkpoints)
         (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n")
         _loss_plot(result, tmp / "loss.png")
-        out.mkdir(exist_ok=True)
-        for item in tmp.iterdir():
-            os.replace(item, out / item.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
