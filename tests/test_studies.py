@@ -35,6 +35,16 @@ def test_two_moons_study_cfm_beats_the_weight_clipped_gan(tmp_path):
     assert m["multiclass"]["classes"] == ["gan", "wgan", "cfm", "collapsed"]
     assert (out / "report.html").exists() and (out / "two_moons_hist2d.png").exists()
     assert m["cfm"]["w1"] < m["wgan"]["w1"] and m["cfm"]["auc"] < m["wgan"]["auc"], (m["cfm"], m["wgan"])
+    # --resume keeps the finished models (the full budget spans sessions); a new budget retrains
+    stamp = (out / "parts" / "cfm.npz").stat().st_mtime_ns
+    assert main(["study", "two-moons", "--quick", "--models", "gan,cfm", "--out", str(out), "--no-progress",
+                 "--resume"]) == 0
+    again = json.loads((out / "metrics.json").read_text())
+    assert (out / "parts" / "cfm.npz").stat().st_mtime_ns == stamp
+    assert {k: again["cfm"][k] for k in ("w1", "auc", "train_seconds")} == {k: m["cfm"][k] for k in ("w1", "auc", "train_seconds")}
+    assert main(["study", "two-moons", "--quick", "--models", "cfm", "--iterations", "100", "--out", str(out),
+                 "--no-progress", "--resume"]) == 0
+    assert (out / "parts" / "cfm.npz").stat().st_mtime_ns != stamp
 
 
 def test_amplification_study_writes_the_interface_keys(tmp_path, monkeypatch):

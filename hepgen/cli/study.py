@@ -60,13 +60,14 @@ def two_moons(
     epochs: int = typer.Option(None, "--epochs", help="Epochs per model (default: 50, --quick 3)."),
     iterations: int = typer.Option(None, "--iterations", help="Iterations per epoch (default: 1000, --quick 500)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    resume: bool = typer.Option(False, "--resume", help="Keep the models already finished in --out (same budget and seed) and train only the rest: the full budget can span several sessions."),
 ) -> None:
     """Two moons (seed 000 ch. 4, app. A): 13 generative models on one backbone; W1, binary AUC, multiclass test."""
     from hepgen.studies.two_moons import run
 
     check_output_folder(out)
     run(out, quick=quick, seed=seed, models=[m.strip() for m in models.split(",") if m.strip()] or None,
-        progress=progress, echo=typer.echo, epochs=epochs, iterations=iterations)
+        progress=progress, echo=typer.echo, resume=resume, epochs=epochs, iterations=iterations)
     typer.echo(f"report: {out / 'report.html'}")
 
 

@@ -54,7 +54,7 @@ from scipy.special import betainc
 from scipy.stats import norm
 from torch import nn
 
-from hepgen.studies.toys import mlp, sample_flow_matching, train_flow_matching
+from hepgen.studies.toys import adam, mlp, sample_flow_matching, train_flow_matching
 
 TOYS = {"camel": dict(dim=1, n_train=100, quantiles=(10, 20, 50)),
         "ring": dict(dim=2, n_train=100, quantiles=(3, 5, 10)),
@@ -185,8 +185,8 @@ def train_gan(train: np.ndarray, epochs: int, batch: int = 10, lr: float = 5e-5,
     d = x.shape[1]
     gen = mlp(noise, d, 256, 6, act=nn.ELU, dropout=0.5)
     disc = MinibatchDiscriminator(d)
-    opt_g = torch.optim.Adam(gen.parameters(), lr, betas=(0.5, 0.9))
-    opt_d = torch.optim.Adam(disc.parameters(), lr, betas=(0.5, 0.9))
+    opt_g = adam(gen.parameters(), lr, betas=(0.5, 0.9))
+    opt_d = adam(disc.parameters(), lr, betas=(0.5, 0.9))
     step = max(epochs // 10, 1)
     scheds = [torch.optim.lr_scheduler.StepLR(o, step, 0.9) for o in (opt_g, opt_d)]
     sp = nn.functional.softplus

@@ -99,7 +99,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hepgen.studies.toys import TimeMLP, classifier_auc, mlp, parameters, wasserstein1
+from hepgen.studies.toys import TimeMLP, adam, classifier_auc, mlp, parameters, wasserstein1
 
 SIGMA = np.array([[1.0, -0.99], [-0.99, 1.0]])
 #: evaluation angles in units of pi
@@ -184,7 +184,7 @@ def train_transport(samples: list[np.ndarray], steps: int, batch: int, ot: bool,
     xs = [torch.as_tensor(s, dtype=torch.float32) for s in samples]
     net = TimeMLP(xs[0].shape[1], hidden, layers, act)
     matcher = FlowMatching(ot=ot).matcher
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = adam(net.parameters(), lr, weight_decay=weight_decay, decoupled=True)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
     k = len(xs) - 1
     for step in range(steps):
@@ -233,7 +233,7 @@ def train_conditional_nf(samples: dict[float, np.ndarray], steps: int, batch: in
     flow = rqs_coupling_flow(2, context=1, transforms=transforms, bins=8, hidden=hidden, layers=layers)
     x = torch.as_tensor(np.concatenate(list(samples.values())), dtype=torch.float32)
     c = torch.as_tensor(np.concatenate([np.full(len(v), k) for k, v in samples.items()]), dtype=torch.float32)[:, None]
-    opt = torch.optim.Adam(flow.parameters(), 1e-3)
+    opt = adam(flow.parameters(), 1e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
     for _ in range(steps):
         idx = torch.randint(0, len(x), (batch,))
@@ -476,7 +476,7 @@ def train_classifier(sig: np.ndarray, w_sig: np.ndarray, bkg: np.ndarray, w_bkg:
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     net = mlp(sig.shape[1], 1, cfg["clf_hidden"], cfg["clf_layers"], act=nn.LeakyReLU)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg["clf_lr"], weight_decay=cfg["clf_wd"])
+    opt = adam(net.parameters(), cfg["clf_lr"], weight_decay=cfg["clf_wd"], decoupled=True)
     xs, xb = torch.as_tensor(sig, dtype=torch.float32), torch.as_tensor(bkg, dtype=torch.float32)
     ps, pb = torch.as_tensor(w_sig / w_sig.sum()), torch.as_tensor(w_bkg / w_bkg.sum())
     half = cfg["clf_batch"] // 2

@@ -10,7 +10,10 @@
   :func:`hepgen.models.blocks.cfm.integrate` (``torchdiffeq``), a cloud of one point;
 * :func:`classifier_auc` — the binary classifier test (seed 000 sec. 4.8.2, L1955): an MLP
   separates two samples, its ROC AUC on held-out points (0.5 = indistinguishable);
-* :func:`wasserstein1` — exact W1 between two point sets with POT (``ot.emd2``).
+* :func:`wasserstein1` — exact W1 between two point sets with POT (``ot.emd2``);
+* :func:`adam` — the optimiser of every toy training: ``torch.optim.Adam`` with the fused
+  kernel (one pass over all parameters instead of ~10 small operations per tensor, 1.3-1.5x
+  per step for the toys' 3 x 64 networks on one CPU thread; the same update to rounding).
 """
 
 from __future__ import annotations
@@ -41,6 +44,20 @@ def mlp(inputs: int, outputs: int, hidden: int = 64, layers: int = 3, act: type[
     if out_act is not None:
         mods.append(out_act)
     return nn.Sequential(*mods)
+
+
+def adam(params, lr: float, betas=(0.9, 0.999), weight_decay: float = 0.0, decoupled: bool = False):
+    """Adam (``decoupled``: AdamW) with the fused implementation where torch has one.
+
+    Args:
+        params: parameters or parameter groups; lr, betas, weight_decay: as in ``torch.optim.Adam``;
+        decoupled: decoupled weight decay (AdamW) instead of L2 in the gradient.
+    """
+    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+    try:
+        return cls(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError):  # a device or dtype without the fused kernel
+        return cls(params, lr=lr, betas=betas, weight_decay=weight_decay)
 
 
 def parameters(module: nn.Module) -> int:
@@ -82,7 +99,7 @@ def train_flow_matching(data: np.ndarray, iterations: int, batch: int = 256, ot:
     x = torch.as_tensor(data, dtype=torch.float32)
     net = net or TimeMLP(x.shape[1], hidden, layers)
     fm = FlowMatching(ot=ot)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    opt = adam(net.parameters(), lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(iterations, 1))
     mask = torch.ones(min(batch, len(x)), 1)
     for step in range(iterations):
@@ -144,7 +161,7 @@ def classifier_auc(a: np.ndarray, b: np.ndarray, iterations: int = 2000, batch: 
     test, train = perm[:n_test], perm[n_test:]
     xt, yt = torch.as_tensor(x[train]), torch.as_tensor(y[train])
     net = mlp(x.shape[1], 1, hidden, layers)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    opt = adam(net.parameters(), lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations)
     lossf = nn.BCEWithLogitsLoss()
     for _ in range(iterations):

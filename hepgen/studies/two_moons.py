@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hepgen.studies.toys import TimeMLP, classifier_auc, mlp, parameters, sample_flow_matching, \
+from hepgen.studies.toys import TimeMLP, adam, classifier_auc, mlp, parameters, sample_flow_matching, \
     train_flow_matching, wasserstein1
 
 MODELS = ("ae", "vae", "gan", "nsgan", "lsgan", "wgan", "wgan-gp", "nf-affine", "nf-rqs", "cnf", "ddpm", "cfm",
@@ -128,7 +128,7 @@ def train_model(name: str, data: np.ndarray, steps: int, batch: int, seed: int =
         from hepgen.models.blocks.ddpm import Diffusion
 
         diff, net = Diffusion(steps=100), TimeMLP(2, HIDDEN, LAYERS)
-        opt = torch.optim.Adam(net.parameters(), 1e-3)
+        opt = adam(net.parameters(), 1e-3)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         ones = torch.ones(batch, 1)
         for xb in batches(steps):
@@ -156,7 +156,7 @@ def train_model(name: str, data: np.ndarray, steps: int, batch: int, seed: int =
         else:
             flow = zuko.flows.NSF(2, transforms=4, passes=2, bins=8,
                                   hidden_features=[_coupling_hidden("rqs", target)] * LAYERS)
-        opt = torch.optim.Adam(flow.parameters(), 1e-3)
+        opt = adam(flow.parameters(), 1e-3)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         for xb in batches(steps):
             loss = -flow().log_prob(xb).mean()
@@ -175,7 +175,7 @@ def train_model(name: str, data: np.ndarray, steps: int, batch: int, seed: int =
     if name in ("ae", "vae"):
         enc = mlp(2, 4 if name == "vae" else 2, HIDDEN, LAYERS)
         dec = mlp(2, 2, HIDDEN, LAYERS)
-        opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], 1e-3)
+        opt = adam([*enc.parameters(), *dec.parameters()], 1e-3)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         beta = 0.01  # the KL weight; 2 sigma^2 of a Gaussian decoder with sigma ~ 0.07
         for xb in batches(steps):
@@ -213,13 +213,14 @@ def _train_gan(name: str, batches, batch: int):
     gen, disc = mlp(2, 2, HIDDEN, LAYERS), mlp(2, 1, HIDDEN, LAYERS)
     wasserstein = name in ("wgan", "wgan-gp")
     if name == "wgan":
-        opt_g, opt_d = torch.optim.RMSprop(gen.parameters(), 5e-5), torch.optim.RMSprop(disc.parameters(), 5e-5)
+        opt_g = torch.optim.RMSprop(gen.parameters(), 5e-5, foreach=True)
+        opt_d = torch.optim.RMSprop(disc.parameters(), 5e-5, foreach=True)
     elif name == "wgan-gp":
-        opt_g = torch.optim.Adam(gen.parameters(), 1e-4, betas=(0.0, 0.9))
-        opt_d = torch.optim.Adam(disc.parameters(), 1e-4, betas=(0.0, 0.9))
+        opt_g = adam(gen.parameters(), 1e-4, betas=(0.0, 0.9))
+        opt_d = adam(disc.parameters(), 1e-4, betas=(0.0, 0.9))
     else:
-        opt_g = torch.optim.Adam(gen.parameters(), 2e-4, betas=(0.5, 0.999))
-        opt_d = torch.optim.Adam(disc.parameters(), 2e-4, betas=(0.5, 0.999))
+        opt_g = adam(gen.parameters(), 2e-4, betas=(0.5, 0.999))
+        opt_d = adam(disc.parameters(), 2e-4, betas=(0.5, 0.999))
     n_critic = 5 if wasserstein else 1
     sp = nn.functional.softplus
     for step, real in enumerate(batches):
@@ -285,7 +286,7 @@ def multiclass_test(samples: dict[str, np.ndarray], truth: np.ndarray, iteration
     te, tr = perm[:n_test], perm[n_test:]
     xt, yt = torch.as_tensor(x[tr]), torch.as_tensor(y[tr])
     net = mlp(2, len(names), HIDDEN, LAYERS)
-    opt = torch.optim.Adam(net.parameters(), 2e-3)
+    opt = adam(net.parameters(), 2e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations)
     for _ in range(iterations):
         idx = torch.randint(0, len(xt), (1024,))
@@ -307,13 +308,19 @@ def multiclass_test(samples: dict[str, np.ndarray], truth: np.ndarray, iteration
 
 
 def run(out: str | Path, quick: bool = False, seed: int = 0, models=None, progress: bool = True, echo=print,
-        **overrides) -> dict:
+        resume: bool = False, **overrides) -> dict:
     """Train every model, evaluate it, run the multiclass tests, write metrics.json and report.html.
+
+    Each finished model leaves ``out/parts/NAME.npz`` (its generated points, metrics and the
+    budget it was trained with), so the seed's budget (hours on one core) can be spread over
+    several sessions: with ``resume`` a model whose part exists for the same budget and seed
+    is not trained again.
 
     Args:
         out: output folder; quick: the reduced budget :data:`QUICK` instead of the seed's
             :data:`FULL`; seed: data, training and evaluation seed; models: names to run (default
             all of :data:`MODELS`); progress: a bar per model; echo: where to print;
+        resume: reuse the finished models' parts of an earlier run into ``out``;
         overrides: budget entries replacing those of the configuration (e.g. ``epochs=10``).
     """
     out = Path(out)
@@ -334,7 +341,17 @@ def run(out: str | Path, quick: bool = False, seed: int = 0, models=None, progre
     t0 = time.perf_counter()
     metrics: dict = {}
     samples: dict[str, np.ndarray] = {}
+    parts = out / "parts"
+    parts.mkdir(exist_ok=True)
+    budget = json.dumps({**cfg, "seed": seed}, sort_keys=True)
     for i, name in enumerate(models):
+        part = parts / f"{name}.npz"
+        if resume and part.exists():
+            with np.load(part) as z:
+                if str(z["budget"]) == budget:
+                    samples[name], metrics[name] = z["gen"], json.loads(str(z["metrics"]))
+                    echo(f"{name:10s} w1 {metrics[name]['w1']:.4f}  auc {metrics[name]['auc']:.3f}  (from {part})")
+                    continue
         t1 = time.perf_counter()
         bar = None
         if progress:
@@ -352,6 +369,10 @@ def run(out: str | Path, quick: bool = False, seed: int = 0, models=None, progre
         samples[name] = gen
         metrics[name] = _evaluate(gen[:cfg["eval_points"]], truth_eval, cfg, seed)
         metrics[name].update(parameters=n_par, train_seconds=round(t_train, 1), steps=steps // (10 if name == "cnf" else 1))
+        from hepgen.data.atomic import atomic_output
+
+        with atomic_output(part) as tmp, open(tmp, "wb") as f:
+            np.savez(f, gen=gen, metrics=json.dumps(metrics[name]), budget=budget)
         echo(f"{name:10s} w1 {metrics[name]['w1']:.4f}  auc {metrics[name]['auc']:.3f}  "
              f"({n_par} parameters, {t_train:.0f} s)")
     floor = wasserstein1(truth_eval, truth_other, cfg["w1_points"], seed)
