@@ -5,6 +5,7 @@
 #   campaign/run.sh            # start / resume all runs
 #   campaign/run.sh mdma-gan-t30 caloinn-ds1-photons
 #   SEQUENTIAL=1 campaign/run.sh ipf-t30 pf-t30 apf-t30   # one after the other
+#   campaign/run.sh two-moons-full   # a method study at the seed's budget, model by model
 #
 # A run is campaign/RUN/ (a hepgen run folder; checkpoints/last.ckpt is its resumable
 # state, committed whenever work pauses) trained with campaign/RUN.yaml. The training
@@ -28,6 +29,9 @@ declare -A DATA=([mdma-flow-t30]=$JETS [mdma-gan-t30]=$JETS [epic-fm-t30]=$JETS
                  [caloinn-ds1-photons]=data/calo/ds1-photons_train.h5 [caloinn-ds1-pions]=data/calo/ds1-pions_train.h5
                  [calodream-ds2]=data/calo/ds2_train.h5
                  [event-cflow-sm]=data/events/sm)  # a folder: one --data per file in it
+# method studies at the seeds' budgets: `hepgen study NAME --resume` keeps every finished model,
+# so a study killed at MAX_TIME continues with the next unfinished model
+declare -A STUDY=([two-moons-full]=two-moons)
 # showers per training file (DS2: 50k, 2.6 GB of float64 voxels in memory while training)
 declare -A SHOWERS=([ds1-photons]=100000 [ds1-pions]=100000 [ds2]=50000)
 make_data() {
@@ -54,6 +58,7 @@ SEQUENTIAL=${SEQUENTIAL:-0}
 
 mkdir -p data/calo campaign/logs
 for run in "${RUNS[@]}"; do
+    [ -n "${STUDY[$run]:-}" ] && continue
     case "${DATA[$run]}" in
         */sm) ;;  # a folder of files: made in the run's background chain (hours of Pythia)
         *) test -f "${DATA[$run]}" || make_data "${DATA[$run]}" ;;
@@ -62,6 +67,11 @@ done
 # train RUN in the foreground: resume when it has a checkpoint
 train_run() {
     local run=$1 dir=campaign/$1 resume=() data=()
+    if [ -n "${STUDY[$run]:-}" ]; then
+        OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 timeout "$((MAX_TIME * 60))" $HEPGEN study "${STUDY[$run]}" --out "$dir" \
+            --resume --no-progress >> "campaign/logs/$run.log" 2>&1 && touch "$dir/done"
+        return
+    fi
     if compgen -G "$dir/checkpoints/*.ckpt" > /dev/null; then resume=(--resume); fi
     case "${DATA[$run]}" in */sm) make_data "${DATA[$run]}" >> "campaign/logs/$run.log" 2>&1 ;; esac
     if [ -d "${DATA[$run]}" ]; then for f in "${DATA[$run]}"/*.txt; do data+=(--data "$f"); done

@@ -365,7 +365,7 @@ def run(out: str | Path, quick: bool = False, seed: int = 0, models=None, progre
         t_train = time.perf_counter() - t1
         n_gen = max(cfg["eval_points"], cfg["multiclass_points"])
         gen = scaler.inv(sample(n_gen, seed + 10_000 + i))
-        gen = np.where(np.isfinite(gen), gen, 1e3)  # a diverged model stays visible in the metrics
+        gen = np.where(np.isfinite(gen), gen, 1e3).astype(np.float32)  # a diverged model stays visible
         samples[name] = gen
         metrics[name] = _evaluate(gen[:cfg["eval_points"]], truth_eval, cfg, seed)
         metrics[name].update(parameters=n_par, train_seconds=round(t_train, 1), steps=steps // (10 if name == "cnf" else 1))
