@@ -197,3 +197,50 @@ def test_bad_input_gives_one_error_line(tmp_path, capsys, argv, fragment):
     assert main([a.format(tmp=tmp_path) for a in argv]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("hepgen: error:") and fragment in err[0], err
+
+
+def test_cwola_single_classifier_with_validation_split():
+    """folds = 1 (the seed's set-up): one classifier, only the validation events scored."""
+    from hepgen.metrics.anomaly import roc_auc
+    from hepgen.training.anomaly import CWoLaConfig, inject_signal, regions, train_cwola
+
+    bkg, sig = toy(12000, 2000, 0)
+    mixed = inject_signal(bkg, sig, 0.05, seed=1)
+    cfg = CWoLaConfig(folds=1, val_fraction=1 / 9, epochs=8, ensemble=3, seed=0)
+    res = train_cwola(mixed, cfg)
+    assert len(res.ensemble.members) == 1 and len(res.ensemble.members[0]) == 3
+    used = res.in_sr | res.in_sb
+    scored = np.isfinite(res.kfold_probability)
+    assert not scored[~used].any() and scored.sum() == round(used.sum() / 9)
+    tb, ts = toy(4000, 400, 7)
+    x = lambda s: np.stack([s.column(c) for c in res.ensemble.feature_columns], 1)  # noqa: E731
+    sr_b, _ = regions(tb.mjj, cfg.signal_region, cfg.sideband)
+    p = np.r_[res.ensemble.probability(x(tb))[sr_b], res.ensemble.probability(x(ts))]
+    assert roc_auc(np.r_[np.zeros(sr_b.sum()), np.ones(len(ts))], p) > 0.7
+    with pytest.raises(Exception, match="--folds must be at least 1"):
+        train_cwola(mixed, CWoLaConfig(folds=0))
+
+
+def test_online_cwola_quick_study_writes_its_metrics(tmp_path, monkeypatch, capsys):
+    import hepgen.studies.online_cwola as oc
+
+    monkeypatch.setattr(oc, "QUICK", dict(oc.QUICK, toy_background=5000, buffer=2000, iterations=1, blocks=2,
+                                          hidden=16, epochs=2, ensemble=1, prescales=[2, 5]))
+    assert main(["study", "online-cwola", "--quick", "--out", str(tmp_path / "oc"), "--no-progress"]) == 0
+    m = json.loads((tmp_path / "oc" / "metrics.json").read_text())
+    assert m["training_samples"] == ["data", "prescale_2", "prescale_5", "online_flow"]
+    n = m["stream"]["events"]
+    assert n == 4000 + round(0.03 * 4000) and m["stream"]["signal"] == 120
+    assert m["data"]["events"] == n and m["prescale_2"]["events"] == (n + 1) // 2
+    assert m["prescale_5"]["events"] == (n + 4) // 5
+    assert m["online_flow"]["events"] <= round(oc.QUICK["flow_ratio"] * n) and m["flow"]["buffers"] == 3
+    for name in m["training_samples"]:
+        r = m[name]
+        assert {"auc", "sic_max", "inv_eps_b_at_0.2", "inv_eps_b_at_0.3"} <= set(r)
+        assert 0 <= r["auc"] <= 1 and r["inv_eps_b_at_0.2"] >= 1 and r["sic_max"] > 0
+    assert (tmp_path / "oc" / "report.html").is_file() and (tmp_path / "oc" / "roc_sic.png").is_file()
+    # files must come in pairs: one clear error line
+    capsys.readouterr()
+    assert main(["study", "online-cwola", "--quick", "--out", str(tmp_path / "o2"), "--data", str(tmp_path / "x.h5")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--signal" in err[0]

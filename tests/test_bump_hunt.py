@@ -60,3 +60,31 @@ def test_bump_hunt_study_writes_its_metrics(tmp_path, monkeypatch):
     assert set(m["significance_prescaled"]) == {"1", "2", "4"}
     assert m["significance_prescaled"]["1"] == m["significance_full"]
     assert (tmp_path / "bh" / "report.html").exists() and (tmp_path / "bh" / "significance_vs_prescale.png").exists()
+
+
+def test_online_flow_learns_the_dijet_features():
+    """The single, unit-weight OnlineFlow of the dijet study (standardised by its first buffer,
+    log of m_jj and m_J1) learns the m_jj spectrum and the m_J1 / m_J1 - m_J2 correlation
+    (m_J2 >= 0.2 m_J1 in the toy); a fresh flow with the same preprocessing does not."""
+    import torch
+
+    from hepgen.studies.online_cwola import toy_dijets
+    from hepgen.training.online import OnlineFlow, train_online
+
+    torch.manual_seed(0)
+    bkg, _ = toy_dijets(6000, 0, np.random.default_rng(3))
+    x = bkg.features.astype(np.float64)
+    kw = dict(pad=5, blocks=2, hidden=32, lr=3e-3, batch=500, log=(0, 1), standardize=True)
+    flow = train_online(x, buffer=2000, iterations=20, progress=False, seed=1, **kw)
+    assert flow.buffers == 3 and not flow.bootstrap and flow.network() is flow.swa.module
+    assert flow.shift.shape == (5,) and flow.shift[0] == pytest.approx(np.log(x[:2000, 0]).mean())  # first buffer
+    gen = flow.sample(8000, seed=2)
+    assert gen.shape == (8000, 5) and np.isfinite(gen).all() and (gen[:, [0, 1]] > 0).all()
+    assert gen[:, 0].mean() == pytest.approx(x[:, 0].mean(), rel=0.05)
+    assert gen[:, 0].std() == pytest.approx(x[:, 0].std(), rel=0.2)
+    fresh = OnlineFlow(features=5, seed=9, **kw)
+    fresh._encode(x[:2000])  # the same standardisation, no training
+    g0 = fresh.sample(8000, seed=2)
+    corr = lambda g: np.corrcoef(g[:, 1], g[:, 2])[0, 1]  # noqa: E731
+    assert corr(gen) == pytest.approx(corr(x), abs=0.15) and abs(corr(g0)) < 0.2
+    assert (gen[:, 2] > gen[:, 1]).mean() < 0.05 < 0.1 < (g0[:, 2] > g0[:, 1]).mean()  # data: never

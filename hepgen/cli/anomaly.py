@@ -31,7 +31,7 @@ def train(
     s_over_b: float = typer.Option(None, "--s-over-b", help="cwola: injected signal events per background event of --data (e.g. 0.01)."),
     signal_region: Tuple[float, float] = typer.Option((3300.0, 3700.0), "--signal-region", help="cwola: LO HI of the signal region in m_jj [GeV]."),
     sidebands: float = typer.Option(200.0, "--sidebands", help="cwola: width of each sideband in m_jj [GeV]."),
-    folds: int = typer.Option(5, "--folds", help="cwola: k of the k-fold."),
+    folds: int = typer.Option(5, "--folds", help="cwola: k of the k-fold (1: one classifier with a validation split, the seed's set-up)."),
     epochs: int = typer.Option(50, "--epochs", help="Training epochs (cwola: per fold)."),
     batch_size: int = typer.Option(256, "--batch-size", help="Mini-batch size."),
     lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),

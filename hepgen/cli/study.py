@@ -51,6 +51,53 @@ def bump_hunt(
     typer.echo(f"report: {out / 'report.html'}")
 
 
+@app.command("online-cwola")
+def online_cwola(
+    out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.html and the plots."),
+    quick: bool = typer.Option(False, "--quick", help="Reduced budget (small flow, 3 passes per buffer, 8 CWoLa "
+                               "epochs; a 12k-event synthetic toy without --data): minutes."),
+    data: Path = typer.Option(None, "--data", help="Background dijet file (hepgen data dijets --process qcd)."),
+    signal: Path = typer.Option(None, "--signal", help="Signal dijet file (--process wprime) injected at --s-over-b; "
+                                "the events not injected form the test signal."),
+    test_data: Path = typer.Option(None, "--test-data", help="Separate background test file (default: a held-out "
+                                   "20 % of --data)."),
+    test_signal: Path = typer.Option(None, "--test-signal", help="Separate signal test file."),
+    s_over_b: float = typer.Option(None, "--s-over-b", help="Injected signal per background event (default 0.01)."),
+    max_events: int = typer.Option(None, "--max-events", help="Read at most this many background events."),
+    buffer: int = typer.Option(None, "--buffer", help="OnlineFlow buffer (default 10000)."),
+    iterations: int = typer.Option(None, "--iterations", help="Passes over each buffer (default 1000, --quick 3)."),
+    batch: int = typer.Option(None, "--batch", help="OnlineFlow mini-batch (default 250)."),
+    blocks: int = typer.Option(None, "--blocks", help="MADE blocks (default 10, --quick 3)."),
+    hidden: int = typer.Option(None, "--hidden", help="Nodes of the MADE layers (default 128, --quick 32)."),
+    lr: float = typer.Option(None, "--lr", help="OnlineFlow learning rate (default 1e-5, --quick 1e-3)."),
+    epochs: int = typer.Option(None, "--epochs", help="CWoLa epochs (default 50, --quick 8)."),
+    prescales: str = typer.Option(None, "--prescales", help="Comma-separated prescale factors (default 2,5,10,20)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split, injection, flow and classifiers."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """OnlineFlow on LHCO-like dijets (seed 001 sec. 9.3): CWoLa on the data, prescaled data and flow samples."""
+    from hepgen.errors import OptionError
+    from hepgen.studies.online_cwola import run
+
+    check_output_folder(out)
+    factors = None
+    if prescales is not None:
+        try:
+            factors = [int(f) for f in prescales.split(",") if f.strip()]
+        except ValueError:
+            raise OptionError(f"--prescales: {prescales!r} is not a comma-separated list of integers") from None
+    if s_over_b is not None and not 0 < s_over_b < 1:
+        raise OptionError(f"--s-over-b must lie in (0, 1), got {s_over_b}")
+    if lr is not None and not lr > 0:
+        raise OptionError(f"--lr must be positive, got {lr}")
+    if max_events is not None and max_events < 1:
+        raise OptionError(f"--max-events must be at least 1, got {max_events}")
+    run(out, quick=quick, seed=seed, data=data, signal=signal, test_data=test_data, test_signal=test_signal,
+        progress=progress, echo=typer.echo, s_over_b=s_over_b, max_events=max_events, buffer=buffer,
+        iterations=iterations, batch=batch, blocks=blocks, hidden=hidden, lr=lr, epochs=epochs, prescales=factors)
+    typer.echo(f"report: {out / 'report.html'}")
+
+
 @app.command("two-moons")
 def two_moons(
     out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.html and the plots."),

@@ -17,6 +17,9 @@ seed 001 L2490-2506):
   L2502) are kept; their mean probability scores the held-out fold. So every event is
   scored by classifiers that never saw it (the ``kfold`` scores), and new data are scored
   by the mean over all folds' members.
+  ``folds = 1`` is the seed's own set-up (L2502): one classifier trained on the share
+  ``1 - val_fraction`` of the SR and SB events and validated on the rest; only those
+  validation events get ``kfold`` scores.
 
 A run folder holds ``run.json`` (method, settings, counts), ``model.pt`` (the ensemble),
 ``losses.csv`` (train and validation loss per fold and epoch), ``kfold_scores.h5`` and,
@@ -53,7 +56,7 @@ class CWoLaConfig:
         signal_region: (lo, hi) of the SR in m_jj [GeV].
         sideband: width of each sideband [GeV].
         features: the feature columns to classify on (default: all but m_jj).
-        folds: k of the k-fold.
+        folds: k of the k-fold (1: a single classifier with a validation split).
         epochs: training epochs per fold.
         batch_size: mini-batch size.
         lr: Adam learning rate.
@@ -81,8 +84,8 @@ class CWoLaConfig:
             raise OptionError(f"--signal-region: need 0 <= LO < HI, got {lo} {hi}")
         if self.sideband <= 0:
             raise OptionError(f"--sidebands must be positive, got {self.sideband}")
-        if self.folds < 2:
-            raise OptionError(f"--folds must be at least 2, got {self.folds}")
+        if self.folds < 1:
+            raise OptionError(f"--folds must be at least 1, got {self.folds}")
         if self.epochs < 1:
             raise OptionError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -253,16 +256,18 @@ def train_cwola(sample: DijetSample, config: CWoLaConfig | None = None,
     members, losses = [], []
     kfold = np.full(len(sample), np.nan)
     for k in range(config.folds):
-        train_idx = np.nonzero(fold_of != k)[0]
+        train_idx = np.nonzero(fold_of != k)[0] if config.folds > 1 else np.arange(len(used))
         train_idx = train_idx[rng.permutation(len(train_idx))]
         n_val = max(1, int(round(config.val_fraction * len(train_idx))))
         va, tr = train_idx[:n_val], train_idx[n_val:]
+        if config.folds == 1:
+            fold_of[va] = -1  # the validation events are the held-out ones
         states, history = _train_fold(xu[tr], y[tr], xu[va], y[va], config, config.seed * 1000 + k, progress)
         members.append(states)
         losses += [(k, e, t, v) for e, t, v in history]
     ensemble = CWoLaEnsemble(members, x.shape[1], config.hidden, names, meta={"method": "cwola", **_plain(config)})
     for k in range(config.folds):
-        held = used[fold_of == k]
+        held = used[fold_of == (-1 if config.folds == 1 else k)]
         kfold[held] = ensemble.probability(x[held], folds=[k])
     return CWoLaResult(ensemble, kfold, in_sr, in_sb, losses, time.perf_counter() - start)
 
@@ -319,9 +324,11 @@ def write_cwola_run(result: CWoLaResult, sample: DijetSample, out: str | Path, i
         s_sr, b_sr = int((lab & result.in_sr).sum()), int((~lab & result.in_sr).sum())
         run.update(signal_events=int(lab.sum()), signal_sr=s_sr, background_sr=b_sr,
                    s_over_b_sr=s_sr / b_sr if b_sr else None, s_over_sqrt_b_sr=s_sr / math.sqrt(b_sr) if b_sr else None)
-        if s_sr > 0 and b_sr > 0:
-            p = result.kfold_probability[result.in_sr]
-            kfold_metrics = _finite(anomaly_metrics(lab[result.in_sr], p, bootstrap=20, seed=0), b_sr)
+        scored = result.in_sr & np.isfinite(result.kfold_probability)  # all SR events unless folds = 1
+        s_sc, b_sc = int((lab & scored).sum()), int((~lab & scored).sum())
+        if s_sc > 0 and b_sc > 0:
+            p = result.kfold_probability[scored]
+            kfold_metrics = _finite(anomaly_metrics(lab[scored], p, bootstrap=20, seed=0), b_sc)
     with atomic_folder(out) as tmp:
         result.ensemble.save(tmp / "model.pt")
         with open(tmp / "losses.csv", "w", newline="") as f:

@@ -10,6 +10,13 @@ Poisson(1) weight drawn independently per flow (the online form of the bootstrap
 The flow is ``zuko``'s MAF: ``blocks`` MADE transforms with two hidden layers of
 ``hidden`` nodes; 1-D data are padded with ``pad`` standard-normal dimensions (MAFs are
 ill-defined in one dimension) and log-transformed (the sharp edge at 0), as in the seed.
+
+The same class serves the multi-dimensional stream of the dijet study (seed 001 sec. 9.3,
+:mod:`hepgen.studies.online_cwola`): ``features`` columns, ``log`` naming which of them
+are log-transformed (``True``: all), ``standardize`` shifting and scaling each column by
+the mean and standard deviation of the *first buffer* (known when training starts, so
+the preprocessing stays online), and ``bootstrap=False`` for the single flow trained
+with unit weights (no ensemble) of that study.
 """
 
 from __future__ import annotations
@@ -29,17 +36,30 @@ class OnlineFlow:
         lr: Adam learning rate (seed: 1e-5).
         batch, iterations: mini-batch size and passes over each buffer (seed: 250, 100).
         swa_start: buffers before the weight average starts.
-        log: log-transform the data.
+        log: log-transform the data: ``True`` (every column), ``False`` or the indices of
+            the columns to transform (they must be positive).
+        standardize: shift and scale each (transformed) column by the mean and standard
+            deviation of the first buffer.
+        bootstrap: Poisson(1) weight per point (the ensemble's bootstrap); ``False``: 1.
         seed: initialisation, noise padding and bootstrap weights.
     """
 
     def __init__(self, features: int = 1, pad: int = 3, blocks: int = 5, hidden: int = 32, lr: float = 1e-5,
-                 batch: int = 250, iterations: int = 100, swa_start: int = 2, log: bool = True, seed: int = 0):
+                 batch: int = 250, iterations: int = 100, swa_start: int = 2, log: bool | tuple[int, ...] = True,
+                 standardize: bool = False, bootstrap: bool = True, seed: int = 0):
         import zuko
 
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
-        self.features, self.pad, self.log = features, pad, log
+        self.features, self.pad = features, pad
+        if log is True:
+            self.log = tuple(range(features))
+        elif log is False or log is None:
+            self.log = ()
+        else:
+            self.log = tuple(int(i) for i in log)
+        self.standardize, self.bootstrap = standardize, bootstrap
+        self.shift, self.scale = np.zeros(features), np.ones(features)
         self.flow = zuko.flows.MAF(features + pad, transforms=blocks, hidden_features=[hidden, hidden])
         self.opt = torch.optim.Adam(self.flow.parameters(), lr=lr)
         self.swa = AveragedModel(self.flow)
@@ -47,17 +67,38 @@ class OnlineFlow:
         self.buffers = 0
         self.gen = torch.Generator().manual_seed(seed + 1)
 
-    def _encode(self, x: np.ndarray) -> torch.Tensor:
-        x = np.asarray(x, np.float64).reshape(len(x), self.features)
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        """Data -> flow coordinates (before the noise padding)."""
+        x = np.array(x, np.float64).reshape(len(x), self.features)
         if self.log:
-            x = np.log(np.maximum(x, 1e-12))
+            cols = list(self.log)
+            x[:, cols] = np.log(np.maximum(x[:, cols], 1e-12))
+        return (x - self.shift) / self.scale
+
+    def _inverse(self, y: np.ndarray) -> np.ndarray:
+        x = y * self.scale + self.shift
+        if self.log:
+            cols = list(self.log)
+            x[:, cols] = np.exp(x[:, cols])
+        return x
+
+    def _encode(self, x: np.ndarray) -> torch.Tensor:
+        if self.standardize and self.buffers == 0 and len(x) > 1:  # the first buffer fixes the scales
+            self.shift, self.scale = np.zeros(self.features), np.ones(self.features)
+            y = self._forward(x)
+            std = y.std(0)
+            self.shift, self.scale = y.mean(0), np.where(std > 0, std, 1.0)
+        x = self._forward(x)
         noise = self.rng.standard_normal((len(x), self.pad))
         return torch.as_tensor(np.concatenate([x, noise], 1), dtype=torch.float32)
 
     def train_buffer(self, x: np.ndarray) -> float:
         """Iterate over one buffer of the stream; returns the last weighted NLL."""
         y = self._encode(x)
-        w = torch.as_tensor(self.rng.poisson(1.0, len(y)), dtype=torch.float32)  # online bootstrap
+        if self.bootstrap:  # online bootstrap
+            w = torch.as_tensor(self.rng.poisson(1.0, len(y)), dtype=torch.float32)
+        else:
+            w = torch.ones(len(y))
         loss = torch.zeros(())
         for _ in range(self.iterations):
             perm = torch.randperm(len(y), generator=self.gen)
@@ -73,17 +114,20 @@ class OnlineFlow:
         self.buffers += 1
         if self.buffers > self.swa_start:
             self.swa.update_parameters(self.flow)
-        return float(loss)
+        return float(loss.detach())
 
     def network(self):
         return self.swa.module if self.buffers > self.swa_start else self.flow
 
     @torch.no_grad()
-    def sample(self, num: int, seed: int = 0) -> np.ndarray:
-        """``num`` points of the data variable(s) (noise dimensions dropped)."""
+    def sample(self, num: int, seed: int = 0, batch: int = 100_000) -> np.ndarray:
+        """``num`` points of the data variable(s) (noise dimensions dropped): shape (num,) for
+        one feature, else (num, features)."""
         torch.manual_seed(seed)
-        y = self.network()().sample((num,))[:, : self.features].double().numpy()
-        x = np.exp(y) if self.log else y
+        flow = self.network()()
+        y = np.concatenate([flow.sample((min(batch, num - lo),))[:, : self.features].double().numpy()
+                            for lo in range(0, num, batch)] or [np.zeros((0, self.features))])
+        x = self._inverse(y)
         return x[:, 0] if self.features == 1 else x
 
 
@@ -98,3 +142,21 @@ def train_online_ensemble(stream: np.ndarray, members: int = 20, buffer: int = 1
         for f in flows:
             f.train_buffer(stream[lo:lo + buffer])
     return flows
+
+
+def train_online(stream: np.ndarray, buffer: int = 10_000, progress: bool = True, seed: int = 0,
+                 callback=None, **flow_kwargs) -> OnlineFlow:
+    """One OnlineFlow (unit weights unless ``bootstrap=True`` is passed) trained buffer by
+    buffer in a single pass over ``stream`` (N, features); ``callback(flow, loss)`` after
+    each buffer."""
+    from tqdm.auto import tqdm
+
+    stream = np.asarray(stream)
+    features = 1 if stream.ndim == 1 else stream.shape[1]
+    flow_kwargs.setdefault("bootstrap", False)
+    flow = OnlineFlow(features=features, seed=seed, **flow_kwargs)
+    for lo in tqdm(range(0, len(stream), buffer), desc="OnlineFlow", unit="buffer", disable=not progress):
+        loss = flow.train_buffer(stream[lo:lo + buffer])
+        if callback is not None:
+            callback(flow, loss)
+    return flow
