@@ -50,10 +50,30 @@ class Transform:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
 
+def _import_all() -> None:
+    """Import every module of :mod:`hepgen.transforms`, so that each transform is registered
+    (a run folder can be loaded in a fresh process before the module defining its transform
+    was imported, e.g. ``hepgen sample ddpm-hits/t``)."""
+    import importlib
+    import pkgutil
+
+    import hepgen.transforms as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{info.name}")
+
+
 def from_dict(state: dict[str, Any]) -> Transform:
     """Rebuild a transform saved by :meth:`Transform.to_dict`."""
+    from hepgen.errors import InvalidDataError
+
     state = dict(state)
-    cls = _REGISTRY[state.pop("name")]
+    name = state.pop("name", None)
+    if name not in _REGISTRY:
+        _import_all()
+    if name not in _REGISTRY:
+        raise InvalidDataError(f"unknown saved transform {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    cls = _REGISTRY[name]
     return cls.from_params(state) if hasattr(cls, "from_params") else cls(**state)
 
 

@@ -147,7 +147,11 @@ class HitSurrogate:
         device = torch.device(device) if device else default_device()
         network.to(device)
         rng = np.random.default_rng(seed)
-        n = np.sort(self.multiplicity.sample(num, rng))[::-1]
+        drawn = self.multiplicity.sample(num, rng)
+        # batches of similar multiplicity (trimmed to their largest cloud), written back in the
+        # order drawn: a file's clouds are an unordered sample (metrics on its first N clouds)
+        by_size = np.argsort(-drawn, kind="stable")
+        n = drawn[by_size]
         H = self.max_hits
         scaled = np.zeros((num, H, 3), np.float32)
         gen = torch.Generator().manual_seed(int(seed))
@@ -160,6 +164,10 @@ class HitSurrogate:
             out = self.diffusion.sample(network, noise.to(device), mask.to(device), method=method, steps=steps,
                                         generator=gen)
             scaled[start:start + len(nb), :width] = out.float().cpu().numpy()
+        unsorted = np.empty_like(scaled)
+        unsorted[by_size] = scaled
+        n = drawn
+        scaled = unsorted
         mask = np.arange(H)[None, :] < n[:, None]
         hits = self.transform.inverse_transform(scaled, mask).astype(np.float32)
         order = np.argsort(-np.where(mask, hits[..., 2], -np.inf), axis=1, kind="stable")
