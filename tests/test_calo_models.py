@@ -546,3 +546,27 @@ def test_latent_calodream_trains_through_its_autoencoder_and_samples(tmp_path, d
     gen = read_showers(files[0])
     assert gen.showers.shape == (12, 6480) and np.isfinite(gen.showers).all() and (gen.showers >= 0).all()
     assert set(CaloSurrogate.load(run).networks) == {"energy", "ae", "shape"}
+
+
+def test_shipped_caloinn_ds1_pions_samples_reproducibly(tmp_path):
+    """The shipped CaloINN on DS1 pions samples without training: same seed, same bytes;
+    (N, 533) non-negative voxels; a deposited energy of about the incident energy (the
+    stand-in's pion response is 0.7-1.0 in the median per energy), and another seed differs."""
+    from hepgen.cli.main import main
+    from hepgen.data.calo import read_showers
+    from hepgen.shipped import shipped_models
+
+    assert "caloinn/ds1-pions" in shipped_models()
+    files = []
+    for tag, seed in (("a", "4"), ("b", "4"), ("c", "5")):
+        files.append(tmp_path / f"{tag}.h5")
+        assert main(["sample", "caloinn/ds1-pions", "--num", "40", "--seed", seed, "--out", str(files[-1])]) == 0
+    assert files[0].read_bytes() == files[1].read_bytes()
+    a, c = read_showers(files[0]), read_showers(files[2])
+    assert not np.array_equal(a.showers, c.showers)
+    assert a.showers.shape == (40, 533) and np.isfinite(a.showers).all() and (a.showers >= 0).all()
+    e_inc = a.incident_energies[:, 0]
+    assert 256.0 * 0.99 <= e_inc.min() and e_inc.max() <= 4.2e6 * 1.01
+    response = a.showers.sum(1) / e_inc
+    assert 0.5 < np.median(response) < 1.3
+    assert np.mean((response > 0.2) & (response < 3.0)) >= 0.9
