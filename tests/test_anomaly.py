@@ -238,6 +238,8 @@ def test_online_cwola_quick_study_writes_its_metrics(tmp_path, monkeypatch, caps
         r = m[name]
         assert {"auc", "sic_max", "inv_eps_b_at_0.2", "inv_eps_b_at_0.3"} <= set(r)
         assert 0 <= r["auc"] <= 1 and r["inv_eps_b_at_0.2"] >= 1 and r["sic_max"] > 0
+    later = [f for f in (2, 5) if all(m[f"prescale_{g}"]["sic_max"] < m["online_flow"]["sic_max"] for g in (2, 5) if g >= f)]
+    assert m["flow_beats_prescales_from"] == (later[0] if later else None)
     assert (tmp_path / "oc" / "report.html").is_file() and (tmp_path / "oc" / "roc_sic.png").is_file()
     # files must come in pairs: one clear error line
     capsys.readouterr()

@@ -220,7 +220,10 @@ def run(out: str | Path, quick: bool = False, seed: int = 0, data=None, signal=N
              f"1/eps_B(0.2) {metrics[name]['inv_eps_b_at_0.2']:.1f}, 1/eps_B(0.3) {metrics[name]['inv_eps_b_at_0.3']:.1f}")
     ranked = [k for k in samples if k.startswith("prescale_") and "auc" in metrics.get(k, {})]
     flow_si = metrics.get("online_flow", {}).get("sic_max")
-    beaten = [int(k.split("_")[1]) for k in ranked if flow_si is not None and metrics[k]["sic_max"] < flow_si]
+    factors = sorted(int(k.split("_")[1]) for k in ranked)
+    # the smallest prescale from which on the flow's SI max beats every prescaled sample
+    beaten = [f for i, f in enumerate(factors) if flow_si is not None
+              and all(metrics[f"prescale_{g}"]["sic_max"] < flow_si for g in factors[i:])]
     summary = {
         **metrics,  # one entry per training sample
         "training_samples": list(metrics),
