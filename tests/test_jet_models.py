@@ -176,3 +176,49 @@ def test_point_flow_learns_what_the_independent_point_flow_cannot():
     assert _within_jet_correlation(clouds(2000)) > 0.95
     assert abs(corr[0]) < 0.1, corr
     assert corr[2] > 0.6, corr
+
+
+@pytest.mark.parametrize("name", ["mdma-gan/t150", "mdma-flow/t150"])
+def test_shipped_150_particle_models_sample_reproducibly_with_valid_masks(name):
+    from hepgen.metrics.jets import relative_mass
+    from hepgen.models.registry import load_model
+
+    torch.set_num_threads(1)
+    model = load_model(name)
+    assert model.num_particles == 150
+    a, b = model.sample(24, seed=3), model.sample(24, seed=3)
+    assert np.array_equal(a.particle_features, b.particle_features)
+    assert not np.array_equal(a.particle_features[:4], model.sample(4, seed=4).particle_features)
+    pf = a.particle_features
+    assert pf.shape == (24, 150, 4) and pf.dtype == np.float32
+    mask = pf[..., 3]
+    assert set(np.unique(mask)) <= {0.0, 1.0}
+    n = mask.sum(1)
+    assert np.array_equal(a.jet_features[:, 3], n)
+    # real particles first (sorted by ptrel), padding all zero
+    assert np.all(np.diff(mask, axis=1) <= 0)
+    assert np.all(pf[mask == 0] == 0)
+    assert np.all(np.diff(np.where(mask == 1, pf[..., 2], -1.0), axis=1) <= 1e-7)
+    # top jets at 150 slots: more than 30 constituents, far fewer than 150 (training data ~40-100)
+    assert 30 < np.median(n) < 120
+    assert np.all(pf[..., 2][mask == 1] >= 0)
+    # relative masses of a top-jet model stay physical (0 < m/pT < 0.5)
+    m = relative_mass(a.particles)
+    assert np.all((m > 0) & (m < 0.5))
+
+
+def test_bench_jets_takes_the_models_particle_count_and_refuses_a_mismatch(tmp_path):
+    from pathlib import Path
+
+    from hepgen.bench.jets import check_particles, reference_files
+    from hepgen.errors import OptionError
+    from hepgen.models.registry import load_model
+
+    assert reference_files(["mdma-flow/t150", "mdma-gan/t150"], None, None) == (
+        Path("data/t150_test.h5"), Path("data/t150_train.h5"))
+    assert reference_files(["mdma-gan/t30"], None, None) == (Path("data/t30_test.h5"), Path("data/t30_train.h5"))
+    with pytest.raises(OptionError, match="particle counts"):
+        reference_files(["mdma-gan/t30", "mdma-flow/t150"], None, None)
+    with pytest.raises(OptionError, match="--test.*30 particles.*generates 150"):
+        check_particles("mdma-flow/t150", load_model("mdma-flow/t150"), 30, Path("data/t30_test.h5"))
+    check_particles("mdma-gan/t30", load_model("mdma-gan/t30"), 30, Path("data/t30_test.h5"))

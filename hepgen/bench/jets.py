@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from hepgen.data.jetnet import read_jets
+from hepgen.errors import OptionError
 from hepgen.evaluate.jets import TABLE_COLUMNS, format_row
 from hepgen.metrics.efp import FPD_SET, EFPCalculator
 from hepgen.metrics.jets import JetFeatures, jet_metrics
@@ -73,10 +74,35 @@ def floor_ratios(metrics: dict, floor: dict) -> dict[str, float]:
     return out
 
 
+def reference_files(models: list[str], test: Path | None, train: Path | None) -> tuple[Path, Path]:
+    """The test and training jets of the bench: given, or ``data/{type}{P}_test.h5`` and
+    ``data/{type}{P}_train.h5`` for the jet type and particle count of the models (all must
+    agree), so a 150-particle model is never scored against 30-particle jets."""
+    if test is not None and train is not None:
+        return Path(test), Path(train)
+    kinds = set()
+    for name in models:
+        cfg = load_model(name).cfg
+        kinds.add((cfg.get("jet_type") or "t", int(cfg["num_particles"])))
+    if len(kinds) != 1:
+        raise OptionError(f"--model: the models have different jet types / particle counts ({sorted(kinds)}); "
+                          "bench them separately or give --test and --train")
+    (jet_type, P), = kinds
+    return (Path(test) if test is not None else Path(f"data/{jet_type}{P}_test.h5"),
+            Path(train) if train is not None else Path(f"data/{jet_type}{P}_train.h5"))
+
+
+def check_particles(name: str, surrogate, P: int, test: Path) -> None:
+    """A model must generate as many particles per jet as the test jets have."""
+    if surrogate.num_particles != P:
+        raise OptionError(f"--test: {test} has {P} particles per jet, model {name} generates "
+                          f"{surrogate.num_particles}; give test/training jets of {surrogate.num_particles} particles")
+
+
 def run_jets_bench(
     models: list[str],
-    test: Path,
-    train: Path,
+    test: Path | None,
+    train: Path | None,
     out: Path,
     num_jets: int = 50_000,
     batch_size: int | None = None,
@@ -87,8 +113,13 @@ def run_jets_bench(
     echo=print,
 ) -> str:
     warnings.simplefilter("ignore", RuntimeWarning)
+    test, train = reference_files(models, test, train)
     test_jets, train_jets = read_jets(test), read_jets(train)
     P = test_jets.num_particles
+    if train_jets.num_particles != P:
+        raise OptionError(f"--train: {train} has {train_jets.num_particles} particles per jet, --test {test} has {P}")
+    for name in models:  # before the (slow) floor and Pythia timing
+        check_particles(name, load_model(name), P, test)
     calc = EFPCalculator(*FPD_SET)
     f_test = JetFeatures.from_particle_features(test_jets.particle_features[:num_jets], calc)
     rows, results = [], {}

@@ -27,8 +27,8 @@ def metrics(
 @app.command("jets")
 def jets(
     models: list[str] = typer.Option(None, "--model", help="Shipped model or run folder [default: all shipped]."),
-    test: Path = typer.Option(Path("data/t30_test.h5"), "--test", help="Test jets (Pythia)."),
-    train: Path = typer.Option(Path("data/t30_train.h5"), "--train", help="Training jets (for the truth floor)."),
+    test: Path = typer.Option(None, "--test", help="Test jets (Pythia) [default: data/{type}{P}_test.h5 for the models' jet type and particle count, e.g. data/t150_test.h5]."),
+    train: Path = typer.Option(None, "--train", help="Training jets (for the truth floor) [default: data/{type}{P}_train.h5]."),
     num_jets: int = typer.Option(50_000, "--num-jets", help="Generated jets per model."),
     batch_size: int = typer.Option(None, "--batch-size", help="Jets per forward pass [default: each model's own]."),
     time_jets: int = typer.Option(2000, "--time-jets", help="Jets sampled on one thread to time each model (per core, as Pythia)."),
