@@ -227,3 +227,52 @@ def test_bespoke_student_of_a_multi_process_model(run, tmp_path):
     assert errs["bespoke"] < 0.8 * errs["euler"], errs
     a, b = (surrogate.sample(100, seed=5, process="wjets", method="bespoke", steps=2, progress=False) for _ in "ab")
     np.testing.assert_array_equal(a.objects, b.objects)
+
+
+# -- the shipped multi-process model ------------------------------------------------------
+SHIPPED_SM = "event-cflow/sm"
+
+
+def test_shipped_sm_samples_processes_reproducibly(tmp_path, capsys):
+    """`hepgen sample event-cflow/sm --process P` on a fresh clone: the same seed gives the same
+    bytes, the process ID field is the producer's, the events pass the selection and their
+    object counts are those of the process (drawn from its alias sampler); --process stop
+    without masses takes the documented default point 220/20 GeV (stop_01)."""
+    from hepgen.cli.main import main
+    from hepgen.shipped import shipped_models
+
+    assert SHIPPED_SM in shipped_models()
+    surrogate = EventSurrogate.load(shipped_models()[SHIPPED_SM])
+    assert surrogate.processes == ["gammajets", "multijet", "stop", "ttbar", "wjets", "zjets"]
+    gen = {}
+    for process, pid in (("wjets", "w_jets"), ("stop", "stop_01")):
+        files = [tmp_path / f"{process}{tag}.txt" for tag in "ab"]
+        for f in files:
+            assert main(["sample", SHIPPED_SM, "--process", process, "--num", "300", "--seed", "4",
+                         "--out", str(f)]) == 0
+        out = capsys.readouterr().out
+        assert files[0].read_bytes() == files[1].read_bytes()
+        if process == "stop":
+            assert "default trained point, stop 220/20 GeV" in out
+        ev = gen[process] = read_events(files[0])
+        assert len(ev) == 300 and set(ev.process) == {pid} and selection_mask(ev).all()
+        # every count vector is one this process had in training
+        known = {tuple(v) for v in surrogate.counts.samplers[pid].values}
+        assert {tuple(c) for c in ev.count_vectors()} <= known
+    # plausible object counts, as the producer's: the training files (data/events/sm_small,
+    # seed 1) have 2.18 +- 1.15 jets (j + b) per W+jets event with 0.05 b-tags, and 5.17 +- 1.70
+    # per stop 220/20 event with 1.27 b-tags (two b quarks); the shipped model gives 2.09 and 5.01 at
+    # seed 4 (statistical errors of 300 events: 0.07 and 0.10; 2.18 and 5.16 on 500 at seed 3)
+    n = {p: ev.count_vectors().mean(0) for p, ev in gen.items()}  # j b e- e+ m- m+ g
+    assert abs(n["wjets"][:2].sum() - 2.18) < 0.25 and n["wjets"][1] < 0.15, n
+    assert abs(n["stop"][:2].sum() - 5.17) < 0.4 and 1.0 < n["stop"][1] < 1.55, n
+    # a mass point between the trained ones is interpolated, and the sampler says so
+    assert main(["sample", SHIPPED_SM, "--process", "stop", "--stop-mass", "350", "--lsp-mass", "60",
+                 "--num", "20", "--seed", "1", "--out", str(tmp_path / "s350.txt")]) == 0
+    assert "not a trained mass point: interpolated" in capsys.readouterr().out
+    assert set(read_events(tmp_path / "s350.txt").process) == {"stop350_neutralino60"}
+    # a bad process: one line naming the option, exit 2, no file
+    assert main(["sample", SHIPPED_SM, "--process", "higgs", "--num", "10", "--out", str(tmp_path / "bad.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "--process: unknown process 'higgs'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.txt").exists()

@@ -85,9 +85,9 @@ def sample(
     batch_size: int = typer.Option(None, "--batch-size", help="Jets (default: the model's, 256 unless its config says otherwise) or showers (default 1000) per forward pass."),
     solver: str = typer.Option(None, "--solver", help="ODE solver of flow-matching models (euler, midpoint, rk4, dopri5, bespoke); ancestral or ddim for ddpm-hits."),
     steps: int = typer.Option(None, "--steps", help="ODE solver steps of flow-matching models."),
-    process: str = typer.Option(None, "--process", help="Event models: the process to generate (ttbar, wjets, zjets, multijet, gammajets, stop); needed for a multi-process model such as event-cflow/sm."),
-    stop_mass: float = typer.Option(None, "--stop-mass", help="Event models with stop: the stop mass in GeV (a mass scan is a condition)."),
-    lsp_mass: float = typer.Option(None, "--lsp-mass", help="Event models with stop: the neutralino mass in GeV."),
+    process: str = typer.Option(None, "--process", help="Event models: the process to generate (ttbar, wjets, zjets, multijet, gammajets, stop); needed for a multi-process model such as event-cflow/sm; stop without --stop-mass/--lsp-mass is the default point 220/20 GeV."),
+    stop_mass: float = typer.Option(None, "--stop-mass", help="Event models with stop: the stop mass in GeV (a mass scan is a condition); default 220 (the Dark Machines stop_01 point 220/20 GeV, a trained point of event-cflow/sm). A mass point the model was not trained on is interpolated between the trained ones (extrapolated outside the scan; the sampler prints which)."),
+    lsp_mass: float = typer.Option(None, "--lsp-mass", help="Event models with stop: the neutralino mass in GeV; default 20."),
 ) -> None:
     """Sample jets, showers or events from a trained or shipped model. Events are written in
     the Dark Machines format with the process ID set and every event weighted by the
@@ -115,6 +115,9 @@ def sample(
                                   process=process, stop_mass=stop_mass, lsp_mass=lsp_mass)
         elapsed = time.perf_counter() - start
         write_events(events, out)
+        note = surrogate.point_note(process, stop_mass, lsp_mass)
+        if note:
+            typer.echo(note)
         typer.echo(f"wrote {num} {events.process[0]} events to {out} ({num / elapsed:.0f} events/s; "
                    f"{100 * surrogate.rejected_fraction:.1f}% of drawn events failed the selection and were redrawn)")
         return

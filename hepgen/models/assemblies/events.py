@@ -368,6 +368,26 @@ class EventSurrogate:
         stop_slha(*masses)  # checks the mass point
         return process_id("stop", masses), masses
 
+    def point_note(self, process: str | None = None, stop_mass: float | None = None,
+                   lsp_mass: float | None = None) -> str | None:
+        """A line telling which stop mass point :meth:`resolve` picks when the user did not
+        give it (the default) or when it was not trained (interpolated inside the trained scan,
+        extrapolated outside it); None otherwise (and for single-process models)."""
+        pid, masses = self.resolve(process, stop_mass, lsp_mass)
+        if self.conditions is None or masses is None:
+            return None
+        point = f"stop {masses[0]:g}/{masses[1]:g} GeV"
+        if pid not in self.conditions.points:
+            near = self.conditions.points[self.conditions.nearest(masses)]["masses"]
+            scan = np.array([p["masses"] for p in self.conditions.points.values() if p.get("masses") is not None])
+            inside = bool(np.all((scan.min(0) <= np.asarray(masses)) & (np.asarray(masses) <= scan.max(0))))
+            how = "interpolated" if inside else "extrapolated, outside the trained scan"
+            return (f"note: {point} is not a trained mass point: {how} (masses as a continuous condition, "
+                    f"count vectors of the nearest trained point {near[0]:g}/{near[1]:g} GeV)")
+        if stop_mass is None and lsp_mass is None:
+            return f"note: --process stop without --stop-mass/--lsp-mass: the default trained point, {point}"
+        return None
+
     def draw_conditions(self, num: int, rng: np.random.Generator, pid: str | None = None,
                         masses=None) -> tuple[np.ndarray, torch.Tensor]:
         """Count vectors (num, 7) and the network's condition (num, 7 + extra) float32.
