@@ -340,7 +340,7 @@ class EventSurrogate:
             process = trained[0]
         if process not in trained:
             if process not in PROCESSES:
-                raise OptionError(f"--process: unknown process {process!r}; choose one of {', '.join(PROCESSES)}")
+                raise OptionError(f"--process: unknown process {process!r}; this model generates {', '.join(trained)}")
             raise OptionError(f"--process {process}: this model was not trained on {process} "
                               f"(trained: {', '.join(trained)})")
         if process != "stop":
