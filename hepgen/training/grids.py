@@ -223,7 +223,7 @@ def train_grid_model(model: str, data: str | os.PathLike, out: str | os.PathLike
     total = epochs + (int(training.get("pp_epochs", 0)) if model == "bib-ae" else 0)
     training.setdefault("schedule_epochs", total)
     e = sample.incident_energies[:, 0].astype(np.float64)
-    cfg.update(training_data=str(data), e_range=[float(e.min()), float(e.max())])
+    cfg.update(training_data=str(data), training_showers=len(sample), e_range=[float(e.min()), float(e.max())])
     seed_everything(seed, workers=True, verbose=False)
     geo = sample.geometry
     showers = sample.showers

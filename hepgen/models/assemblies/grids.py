@@ -87,6 +87,28 @@ def grid_config(model: str, geometry: str, override: dict | None = None) -> dict
     return merge_config(base, override)
 
 
+class _ReLUPassingGradient(torch.autograd.Function):
+    """relu(h) forward; backward the gradient for h < 0 is kept with a slope of 0.01, so that an
+    output cell pushed below zero can come back (with a plain ReLU a generator whose cells all
+    went negative -- the sparse real showers invite it -- gets no gradient and stays empty)."""
+
+    @staticmethod
+    def forward(ctx, h):
+        ctx.save_for_backward(h)
+        return h.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (h,) = ctx.saved_tensors
+        return torch.where(h > 0, grad, 0.01 * grad)
+
+
+def output_relu(h: torch.Tensor) -> torch.Tensor:
+    """Non-negative cell energies: relu(h); in training the gradient passes negative cells at
+    slope 0.01 (:class:`_ReLUPassingGradient`)."""
+    return _ReLUPassingGradient.apply(h) if torch.is_grad_enabled() and h.requires_grad else torch.relu(h)
+
+
 def _up(cin, cout):
     return nn.Sequential(nn.ConvTranspose3d(cin, cout, 4, stride=2, padding=1), nn.LeakyReLU(0.2))
 
@@ -94,7 +116,8 @@ def _up(cin, cout):
 class GridGenerator(nn.Module):
     """(z (B, latent), c (B, 1)) -> showers (B, L, X, Y) >= 0: a dense layer to a grid of a
     quarter of the size, two transposed convolutions that double it, a final convolution,
-    cropped to the geometry and passed through a ReLU."""
+    cropped to the geometry and passed through a ReLU (:func:`output_relu`: in training its
+    gradient reaches cells below zero, so an all-empty generator can recover)."""
 
     def __init__(self, shape, latent: int = 100, channels: int = 64, condition_noise: bool = True, **_):
         super().__init__()
@@ -112,7 +135,7 @@ class GridGenerator(nn.Module):
         h = torch.nn.functional.leaky_relu(self.fc(torch.cat([z, c], 1)), 0.2)
         h = self.net(h.view(len(z), self.channels, *self.base))
         L, X, Y = self.shape
-        return torch.relu(h[:, 0, :L, :X, :Y])
+        return output_relu(h[:, 0, :L, :X, :Y])
 
 
 class GridTrunk(nn.Module):

@@ -35,10 +35,13 @@ def wgan_generator_loss(fake_score):
 def gradient_penalty(critic, real, fake, mask, weight: float = 10.0):
     """weight * (|grad critic(x_hat)| - 1)^2 at random interpolates x_hat of real and fake
     (one interpolation weight per sample, for clouds (B, N, F) and grids (B, ...) alike);
-    ``mask`` is passed on to ``critic`` (a cloud's mask or a grid's condition)."""
+    ``mask`` is passed on to ``critic`` (a cloud's mask or a grid's condition). The critic
+    may return its scores (B,) or a tuple whose first entry they are (the jet critics)."""
     eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    score = critic(x_hat, mask)[0]
+    score = critic(x_hat, mask)
+    if isinstance(score, (tuple, list)):  # a tensor's [0] would keep only the first sample's score
+        score = score[0]
     (grad,) = torch.autograd.grad(score.sum(), x_hat, create_graph=True)
     norm = grad.flatten(1).norm(dim=1)
     return weight * ((norm - 1) ** 2).mean()
