@@ -1,6 +1,7 @@
 """Copy a trained run into hepgen/shipped/MODEL/DATASET so it samples without training.
 
     python scripts/ship_model.py RUN_DIR MODEL/DATASET [--sampler-method midpoint --sampler-steps 16]
+    python scripts/ship_model.py GRID_RUN bib-ae/ild-photons --minutes 20 [--card-extra extra.yaml]
 
 Keeps only what sampling needs, refits the multiplicity KDE on the full (untruncated)
 multiplicities of the training file, and writes card.yaml (how it was trained).
@@ -16,6 +17,7 @@ import yaml
 
 from hepgen.models.assemblies.calo import CALO_MODELS
 from hepgen.models.assemblies.events import EVENT_MODELS
+from hepgen.models.assemblies.grids import GRID_MODELS
 from hepgen.shipped import ROOT
 
 
@@ -26,6 +28,10 @@ def main() -> None:
     ap.add_argument("--sampler-method")
     ap.add_argument("--sampler-steps", type=int)
     ap.add_argument("--summary", default="")
+    ap.add_argument("--minutes", type=float, help="grid models: wall minutes of the training, for the card")
+    ap.add_argument("--note", help="grid models: a note for the card (what the model is and is not)")
+    ap.add_argument("--num-showers", type=int, help="grid models: training showers, if the run used --num-showers")
+    ap.add_argument("--card-extra", type=Path, help="grid models: YAML with 'evaluation' and/or 'bench' for the card")
     args = ap.parse_args()
 
     dest = ROOT / args.name
@@ -36,6 +42,15 @@ def main() -> None:
         return
     if cfg["model"] in EVENT_MODELS:
         ship_events(args, cfg, dest)
+        return
+    if cfg["model"] in GRID_MODELS:
+        from hepgen.shipped.ship import ship_grid_run
+
+        extra = yaml.safe_load(args.card_extra.read_text()) if args.card_extra else {}
+        ship_grid_run(args.run, dest, args.summary, minutes=args.minutes, note=args.note,
+                      evaluation=extra.get("evaluation"), bench=extra.get("bench"),
+                      num_showers=args.num_showers)
+        print(f"shipped {args.run} as {args.name} in {dest}")
         return
     from hepgen.shipped.ship import ship_jet_run
 

@@ -3,7 +3,7 @@
 A shipped folder holds only what sampling needs (config.yaml, the fitted transforms,
 weights.pt) and ``card.yaml``: what the model is, what it was trained on, for how long
 (epochs, hours, hardware), which checkpoint was selected and how it scored. Used by
-``scripts/ship_model.py`` and the GPU scripts ``scripts/gpu_jets.py`` and ``scripts/gpu_calo.py``.
+``scripts/ship_model.py`` (every model family, grid models included) and the GPU scripts ``scripts/gpu_jets.py`` and ``scripts/gpu_calo.py``.
 """
 
 from __future__ import annotations
@@ -116,6 +116,114 @@ def ship_calo_run(run: str | Path, dest: str | Path, summary: str = "", sampler:
             "stand_in_version": training_stand_in_version(cfg.get("training_data")),
             "epochs_trained": stage_epochs(run), "hours_trained": hours, "hardware": hardware,
             "weights": "float16 on disk"}
+    if bench:
+        card["bench"] = bench
+    (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    return dest
+
+
+#: incident energies (MeV) and showers per energy of the response recorded on a grid model's card
+RESPONSE_ENERGIES, RESPONSE_SHOWERS, RESPONSE_SEED = (15_000.0, 95_000.0), 8, 1
+
+
+def grid_response(surrogate) -> list[float]:
+    """Median visible energy / incident energy of a grid model at :data:`RESPONSE_ENERGIES`
+    (:data:`RESPONSE_SHOWERS` showers each, one batch, seed :data:`RESPONSE_SEED`, CPU)."""
+    import numpy as np
+
+    e = np.repeat(np.asarray(RESPONSE_ENERGIES), RESPONSE_SHOWERS)
+    s = surrogate.sample(len(e), seed=RESPONSE_SEED, energies=e, batch_size=len(e), device="cpu")
+    ratio = s.showers.astype(np.float64).sum(1) / e
+    return [float(np.median(r)) for r in ratio.reshape(len(RESPONSE_ENERGIES), RESPONSE_SHOWERS)]
+
+
+def reference_response(path, width: float = 5_000.0) -> list[float]:
+    """The same median ratio of a reference file's showers within ``width`` MeV of each energy."""
+    import numpy as np
+
+    from hepgen.data.calo import read_showers
+
+    sample = read_showers(path)
+    e = sample.incident_energies[:, 0].astype(np.float64)
+    ratio = sample.showers.astype(np.float64).sum(1) / e
+    return [float(np.median(ratio[np.abs(e - x) < width])) for x in RESPONSE_ENERGIES]
+
+
+def ship_grid_run(run: str | Path, dest: str | Path, summary: str = "",
+                  hardware: str = "1 CPU thread of a loaded 2-core machine", minutes: float | None = None,
+                  note: str | None = None, evaluation: dict | None = None, bench: dict | None = None,
+                  num_showers: int | None = None) -> Path:
+    """Copy the grid run ``run`` (``gan-3d``, ``wgan-3d``, ``bib-ae``) to ``dest``: config,
+    float32 weights (the sampling network: the EMA generator or the BIB-AE with its Post
+    Processor), the BIB-AE's encoded training latents for KDE sampling, and the card
+    (parameters, training data with its producer seed and size, optimisation steps per
+    stage, wall minutes, ``note``, and measured ``evaluation`` / ``bench`` numbers).
+
+    Args:
+        run: a run folder of ``hepgen train gan-3d|wgan-3d|bib-ae``.
+        dest: the shipped folder (e.g. ``hepgen/shipped/bib-ae/ild-photons``).
+        minutes: wall minutes of the training, for the card.
+        num_showers: training showers, where the run's config does not record them (runs
+            before ``training_showers`` was written) and the run used ``--num-showers``.
+    """
+    from hepgen.data.calo import shower_file_attrs
+    from hepgen.models.assemblies.grids import GridSurrogate
+    run, dest = Path(run), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    for name in ("weights.pt", "latents.npy"):
+        if (run / name).exists():
+            shutil.copy(run / name, dest / name)
+        elif (dest / name).exists():
+            (dest / name).unlink()
+    surrogate = GridSurrogate.load(dest)
+    data = cfg.get("training_data")
+    attrs = shower_file_attrs(data) if data and Path(data).is_file() else {}
+    if num_showers or cfg.get("training_showers"):
+        attrs["num_showers"] = int(num_showers or cfg["training_showers"])
+    elif surrogate.latents is not None:  # the BIB-AE keeps one encoded latent per training shower
+        attrs["num_showers"] = len(surrogate.latents)
+    elif data and Path(data).is_file():
+        from hepgen.data.calo import shower_file_info
+
+        attrs["num_showers"] = shower_file_info(data)[0]
+    tr = cfg["training"]
+    epochs = stage_epochs(run).get("grid", 0)
+    card = {
+        "summary": summary or f"{cfg['model']} on {cfg['geometry']}",
+        "model": cfg["model"],
+        "geometry": cfg["geometry"],
+        "status": "preliminary CPU-budget model (not the thesis size, far from converged)",
+        "parameters": surrogate.num_parameters(),
+        "network": cfg["network"],
+        "training_data": {"file": Path(data).name if data else None,
+                          "showers": attrs.get("num_showers"),
+                          "producer": "hepgen data calo (parametrised stand-in for Geant4)",
+                          "producer_seed": attrs.get("seed"),
+                          "stand_in_version": attrs.get("producer_version"),
+                          "incident_energy_mev": cfg.get("e_range")},
+        "epochs_trained": epochs,
+        "planned_epochs": tr.get("schedule_epochs"),
+        "batch_size": tr.get("batch_size"),
+        "batches_per_epoch": int(attrs["num_showers"]) // int(tr.get("batch_size", 64)) if attrs.get("num_showers") else None,
+        "minutes_trained": round(float(minutes), 1) if minutes is not None else None,
+        "hardware": hardware,
+        "weights": "float32",
+    }
+    card["response"] = {"e_inc_mev": list(RESPONSE_ENERGIES),
+                        "median_e_vis_over_e_inc": [round(r, 6) for r in grid_response(surrogate)],
+                        "training_data_median": ([round(r, 6) for r in reference_response(data)]
+                                                 if data and Path(data).is_file() else None),
+                        "note": f"{RESPONSE_SHOWERS} showers per energy, seed {RESPONSE_SEED}, one batch, CPU"}
+    if cfg["model"] == "bib-ae":
+        card["stages"] = {"bib-ae_epochs": tr.get("epochs"), "post_processor_mse_epochs": tr.get("pp_mse_epochs"),
+                          "post_processor_mmd_epochs": int(tr.get("pp_epochs", 0)) - int(tr.get("pp_mse_epochs", 0))}
+        card["sampler"] = cfg.get("sampler")
+    if note:
+        card["note"] = note
+    if evaluation:
+        card["evaluation"] = evaluation
     if bench:
         card["bench"] = bench
     (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
