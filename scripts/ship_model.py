@@ -17,6 +17,7 @@ import yaml
 
 from hepgen.models.assemblies.calo import CALO_MODELS
 from hepgen.models.assemblies.events import EVENT_MODELS
+from hepgen.models.assemblies.hits import HIT_MODELS
 from hepgen.models.assemblies.grids import GRID_MODELS
 from hepgen.shipped import ROOT
 
@@ -28,10 +29,10 @@ def main() -> None:
     ap.add_argument("--sampler-method")
     ap.add_argument("--sampler-steps", type=int)
     ap.add_argument("--summary", default="")
-    ap.add_argument("--minutes", type=float, help="grid models: wall minutes of the training, for the card")
-    ap.add_argument("--note", help="grid models: a note for the card (what the model is and is not)")
+    ap.add_argument("--minutes", type=float, help="grid and hit models: wall minutes of the training, for the card")
+    ap.add_argument("--note", help="grid and hit models: a note for the card (what the model is and is not)")
     ap.add_argument("--num-showers", type=int, help="grid models: training showers, if the run used --num-showers")
-    ap.add_argument("--card-extra", type=Path, help="grid models: YAML with 'evaluation' and/or 'bench' for the card")
+    ap.add_argument("--card-extra", type=Path, help="grid and hit models: YAML with 'evaluation' (and for grids 'bench') for the card")
     args = ap.parse_args()
 
     dest = ROOT / args.name
@@ -42,6 +43,15 @@ def main() -> None:
         return
     if cfg["model"] in EVENT_MODELS:
         ship_events(args, cfg, dest)
+        return
+    if cfg["model"] in HIT_MODELS:
+        from hepgen.shipped.ship import ship_hits_run
+
+        sampler = {"method": args.sampler_method, "steps": args.sampler_steps} if args.sampler_method else None
+        extra = yaml.safe_load(args.card_extra.read_text()) if args.card_extra else {}
+        ship_hits_run(args.run, dest, args.summary, sampler, minutes=args.minutes, note=args.note,
+                      evaluation=extra.get("evaluation"))
+        print(f"shipped {args.run} as {args.name} in {dest}")
         return
     if cfg["model"] in GRID_MODELS:
         from hepgen.shipped.ship import ship_grid_run

@@ -110,3 +110,26 @@ def test_progressive_distillation_follows_the_teachers_two_steps():
     assert after < 0.3 * before, (before, after)
     assert np.mean(losses[-30:]) < np.mean(losses[:30])
     assert torch.all(distilled[~mask[:64]] == 0)
+
+
+def test_hit_transform_round_trips_and_clips_to_the_training_range():
+    """The logit margin must not let sampled energies fall below the producer's threshold
+    (0.1 GeV) or below zero; unknown saved transforms fail with one clear error."""
+    from hepgen.errors import InvalidDataError
+    from hepgen.transforms import from_dict
+    from hepgen.transforms.hits import HitTransform
+
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.uniform(-0.9, 0.9, (40, 25)), rng.uniform(-0.9, 0.9, (40, 25)),
+                  0.1 + rng.exponential(5.0, (40, 25))], -1)
+    mask = np.arange(25)[None, :] < rng.integers(5, 26, 40)[:, None]
+    x = x * mask[..., None]
+    t = from_dict(HitTransform().fit(x, mask).to_dict())
+    z = t.transform(x, mask)
+    np.testing.assert_allclose(t.inverse_transform(z, mask)[mask], x[mask], rtol=1e-9, atol=1e-9)
+    extreme = t.inverse_transform(np.full_like(z, -30.0), mask)[mask]  # far below every training value
+    e = x[..., 2][mask]
+    assert extreme[:, 2].min() == pytest.approx(e.min()) and extreme[:, 2].min() >= 0.1
+    assert t.inverse_transform(np.full_like(z, 30.0), mask)[mask][:, 2].max() == pytest.approx(e.max())
+    with pytest.raises(InvalidDataError, match="unknown saved transform 'nope'"):
+        from_dict({"name": "nope"})

@@ -4,6 +4,7 @@ A shipped folder holds only what sampling needs (config.yaml, the fitted transfo
 weights.pt) and ``card.yaml``: what the model is, what it was trained on, for how long
 (epochs, hours, hardware), which checkpoint was selected and how it scored. Used by
 ``scripts/ship_model.py`` (every model family, grid models included) and the GPU scripts ``scripts/gpu_jets.py`` and ``scripts/gpu_calo.py``.
+Hit clouds (``ddpm-hits``): :func:`ship_hits_run` (float32 weights, the distilled student when present).
 """
 
 from __future__ import annotations
@@ -227,6 +228,70 @@ def ship_grid_run(run: str | Path, dest: str | Path, summary: str = "",
     if bench:
         card["bench"] = bench
     (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    return dest
+
+
+def ship_hits_run(run: str | Path, dest: str | Path, summary: str = "", sampler: dict | None = None,
+                  hardware: str = "1 CPU thread of a loaded 2-core machine", minutes: float | None = None,
+                  evaluation: dict | None = None, note: str | None = None) -> Path:
+    """Copy the ``ddpm-hits`` run ``run`` to ``dest``: config (``sampler`` overrides its
+    default sampler), transform, multiplicity KDE, float32 weights (and the distilled
+    student when the run has one) and the card.
+
+    Args:
+        run: a run folder of ``hepgen train ddpm-hits``.
+        dest: the shipped folder (e.g. ``hepgen/shipped/ddpm-hits/t``).
+        summary: one line for the card and ``hepgen models``.
+        sampler: e.g. ``{"method": "ddim", "steps": 8}``.
+        hardware: where it trained.
+        minutes: wall minutes of the training.
+        evaluation: measured numbers for the card (metrics beside the truth floor).
+        note: free text for the card (what it is not).
+    """
+    import h5py
+
+    from hepgen.models.assemblies.hits import HitSurrogate
+
+    run, dest = Path(run), Path(dest)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    if cfg.get("model") != "ddpm-hits":
+        raise ValueError(f"{run}: not a ddpm-hits run")
+    dest.mkdir(parents=True, exist_ok=True)
+    if sampler:
+        cfg["sampler"] = {**cfg.get("sampler", {}), **sampler}
+    (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    for name in ("transform.json", "multiplicity.yaml", "weights.pt", "student.pt"):
+        if (run / name).exists():
+            shutil.copy(run / name, dest / name)
+    data = cfg.get("training_data")
+    attrs = {}
+    if data and Path(data).is_file():
+        with h5py.File(data, "r") as f:
+            attrs = {**{k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()},
+                     "num_jets": int(f["hits"].shape[0])}
+    training = cfg.get("training", {})
+    card = {
+        "summary": summary or f"ddpm-hits on {attrs.get('jet_type', '?')}-jet hit clouds",
+        "model": "ddpm-hits",
+        "parameters": HitSurrogate.load(dest).num_parameters(),
+        "network": cfg.get("network"),
+        "diffusion": cfg.get("diffusion"),
+        "training_data": (f"{attrs['num_jets']} {attrs.get('jet_type')}-jet hit clouds of up to {cfg.get('max_hits')} "
+                          f"hits, hepgen data hits ({attrs.get('generator')}), seed {attrs.get('seed')} ({Path(data).name})"
+                          if "num_jets" in attrs else data),
+        "epochs_trained": stage_epochs(run).get("ddpm"),
+        "planned_epochs": training.get("schedule_epochs", training.get("epochs")),
+        "batch_size": training.get("batch_size"),
+        "minutes_trained": None if minutes is None else round(float(minutes), 1),
+        "hardware": hardware,
+        "sampler": cfg.get("sampler"),
+        "weights": "float32, the EMA network",
+    }
+    if note:
+        card["note"] = note
+    if evaluation:
+        card["evaluation"] = evaluation
+    (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False, width=100))
     return dest
 
 

@@ -52,6 +52,10 @@ class HitTransform(Transform):
     def inverse_transform(self, z, mask=None):
         y = 1 / (1 + np.exp(-(np.asarray(z, np.float64) * self.std + self.mean)))
         x = self.lo + y * (self.hi - self.lo)
+        # clip to the training range (the fitted range less its margin): the margin would
+        # otherwise let sampled energies fall below the producer's threshold, even below 0
+        width = (self.hi - self.lo) / (1 + 2 * self.margin)
+        x = np.clip(x, self.lo + self.margin * width, self.hi - self.margin * width)
         if self.log_energy:
             x[..., 2] = np.exp(x[..., 2])
         return x if mask is None else x * np.asarray(mask)[..., None]

@@ -1,0 +1,50 @@
+"""The shipped ddpm-hits/t (issue 13 part 2, item 5): samples without training, reproducibly,
+in the ``hepgen data hits`` layout, with top-jet-like clouds."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from hepgen.cli.main import main
+
+NAME = "ddpm-hits/t"
+HEPGEN = str(Path(sys.executable).parent / "hepgen")
+
+
+def test_shipped_ddpm_hits_samples_reproducibly_in_the_hit_layout(tmp_path, capsys):
+    from hepgen.data.hits import read_hits
+    from hepgen.shipped import card, shipped_models
+
+    assert main(["models"]) == 0
+    assert NAME in capsys.readouterr().out
+    info = card(shipped_models()[NAME])
+    assert info["evaluation"]["metrics"]["w1_total_energy"] > 0 and info["evaluation"]["truth_floor"]["emd"] > 0
+    files = [tmp_path / "a.h5", tmp_path / "b.h5"]
+    # a fresh process (as on a fresh clone: nothing imported beforehand) and this one
+    r = subprocess.run([HEPGEN, "sample", NAME, "--num", "48", "--seed", "3",
+                        "--out", str(files[0])], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert main(["sample", NAME, "--num", "48", "--seed", "3", "--out", str(files[1])]) == 0
+    assert files[0].read_bytes() == files[1].read_bytes()  # same seed, same file
+    main(["sample", NAME, "--num", "48", "--seed", "4", "--out", str(tmp_path / "c.h5")])
+    assert not np.array_equal(read_hits(files[0]).hits, read_hits(tmp_path / "c.h5").hits)
+    with h5py.File(files[0], "r") as f:
+        assert set(f) == {"hits", "mask"}
+        assert f["hits"].dtype == np.float32 and f["hits"].shape == (48, 300, 3)
+        assert f["mask"].dtype == bool and f["mask"].shape == (48, 300)
+    clouds = read_hits(files[0])  # checks zero padding and finiteness
+    mask, e = clouds.mask, clouds.hits[..., 2]
+    # clouds come in the order drawn, not sorted by multiplicity (metrics pair the first N)
+    assert np.any(np.diff(clouds.multiplicity) > 0) and np.any(np.diff(clouds.multiplicity) < 0)
+    # the mask is a prefix (hits first, sorted by falling energy), real hits carry energy
+    assert np.all(mask[:, 1:] <= mask[:, :-1]) and np.all(np.diff(e, axis=1) <= 0) and (e[mask] > 0).all()
+    # physics: the reference top jets of `hepgen data hits` (seed 1/2, 1 TeV) have ~220 hits
+    # and ~1.25 TeV of deposited energy per jet; a trained model lands near both, noise does not
+    assert 150 < clouds.multiplicity.mean() < 290
+    assert 900 < np.median(clouds.total_energy) < 1600
+    # hits lie around the jet axis within the 125 x 125 grid of 0.025 (|eta|, |phi| < 1.6)
+    assert np.abs(clouds.hits[..., :2][mask]).max() < 1.6
+    assert np.median(np.abs(clouds.hits[..., :2][mask])) < 0.4
