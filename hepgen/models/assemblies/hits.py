@@ -138,6 +138,8 @@ class HitSurrogate:
         sampler = self.cfg.get("sampler", {})
         method = method or sampler.get("method", "ddim")
         steps = steps or sampler.get("steps")
+        if method not in ("ancestral", "ddim", "distilled"):
+            raise OptionError(f"--solver: unknown ddpm-hits sampler {method!r}; choose ancestral, ddim or distilled")
         network = self.network
         if method == "distilled":
             if self.student is None:
