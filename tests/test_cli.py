@@ -176,9 +176,11 @@ def test_models_flags_shower_models_of_an_older_stand_in():
     from hepgen.simulate.showers import PRODUCER_VERSION
 
     listing = run("models").stdout.splitlines()
+    # one line per shipped model, its NAME first
+    assert sorted(line.split()[0] for line in listing) == sorted(shipped_models())
     for name, folder in shipped_models().items():
-        row = next(i for i, line in enumerate(listing) if line.startswith(name + " ") or line == name)
-        flagged = row + 1 < len(listing) and "note: trained on version" in listing[row + 1]
+        line = next(line for line in listing if line.split()[0] == name)
+        flagged = "[older stand-in: trained on version" in line
         version = card(folder).get("stand_in_version")
         assert flagged == (version is not None and version < PRODUCER_VERSION), name
         if name.startswith(("mdma-gan", "mdma-flow")):

@@ -209,10 +209,12 @@ def models() -> None:
         typer.echo("no shipped models")
     from hepgen.simulate.showers import PRODUCER_VERSION
 
-    for name, folder in found.items():
+    for name, folder in found.items():  # one line per model, NAME first (INTERFACE.md)
         info = card(folder)
-        typer.echo(f"{name:20s} {info.get('summary', '')}")
         version = info.get("stand_in_version")
+        flag = ""
         if version is not None and int(version) < PRODUCER_VERSION:
-            typer.echo(f"{'':20s} note: trained on version {version} of the shower stand-in; "
-                       f"`hepgen data calo` now makes version {PRODUCER_VERSION}: against new showers it scores worse than its card")
+            flag = (f" [older stand-in: trained on version {version} of the shower stand-in, `hepgen data calo` "
+                    f"now makes version {PRODUCER_VERSION}; against new showers it scores worse than its card]")
+        summary = " ".join(str(info.get("summary", "")).split())
+        typer.echo(f"{name:20s} {summary}{flag}")
