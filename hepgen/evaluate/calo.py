@@ -64,6 +64,7 @@ import numpy as np
 
 from hepgen.data.calo import ShowerSample, iter_showers, read_showers, shower_file_info
 from hepgen.data.geometry import CaloGeometry
+from hepgen.data.atomic import atomic_folder
 from hepgen.errors import HepgenError, InputFileError, InvalidDataError, OptionError
 from hepgen.evaluate import Evaluation
 from hepgen.metrics.calo import (
@@ -706,8 +707,7 @@ def evaluate_calo(
 
     title = (f"Calorimeter showers: {Path(gen_path).name} vs {Path(real_path).name} ({geo.name}), "
              f"protocol {protocol}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir) as tmp:
         sections = []
         if plots:
             with _timed(timing, "plots"):
@@ -729,11 +729,6 @@ def evaluate_calo(
                    and not k.startswith("sep_")],
             timing=timing, sections=sections,
         )
-        out_dir.mkdir(exist_ok=True)
-        for item in tmp.iterdir():
-            os.replace(item, out_dir / item.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     echo(format_table(metrics, title))
     return CaloEvaluation(metrics, out_dir)
 

@@ -25,8 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Mapping
@@ -34,6 +32,7 @@ from typing import Mapping
 import numpy as np
 
 from hepgen.data.darkmachines import OBJECT_TYPES, EventSample, concatenate, iter_events
+from hepgen.data.atomic import atomic_folder
 from hepgen.errors import HepgenError, InputFileError, InvalidDataError, OptionError
 from hepgen.evaluate import Evaluation
 from hepgen.evaluate.calo import _draw_ratio_pair, _mv, _plt, _timed
@@ -377,8 +376,7 @@ def evaluate_events(
     }
 
     title = f"Events: {Path(gen_path).name} vs {Path(real_path).name}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir) as tmp:
         sections = []
         if plots:
             with _timed(timing, "plots"):
@@ -407,10 +405,5 @@ def evaluate_events(
                         and k not in per_distribution],
             timing=timing, sections=sections, selection=select_name, bins=bins,
         )
-        out_dir.mkdir(exist_ok=True)
-        for item in tmp.iterdir():
-            os.replace(item, out_dir / item.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     echo(format_table(metrics, title))
     return EventEvaluation(metrics, out_dir)

@@ -9,14 +9,11 @@ panels, and ``report.html``. Output appears only when complete.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from hepgen.data.hits import read_hits
+from hepgen.data.atomic import atomic_folder
 from hepgen.errors import InputFileError
 from hepgen.evaluate import Evaluation
 from hepgen.metrics.hits import hit_metrics, total_energy
@@ -40,8 +37,7 @@ def evaluate_hits(real_path, gen_path, out_dir, truth_floor_path=None, num_pairs
     echo(f"EMD of {min(num_pairs, len(real), len(gen))} pairs of clouds ...")
     metrics = hit_metrics(real.hits, real.mask, gen.hits, gen.mask, num_pairs)
     floor_metrics = hit_metrics(real.hits, real.mask, floor.hits, floor.mask, num_pairs) if floor else None
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir) as tmp:
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if floor_metrics:
             (tmp / "truth_floor.json").write_text(json.dumps(floor_metrics, indent=2) + "\n")
@@ -73,11 +69,6 @@ def evaluate_hits(real_path, gen_path, out_dir, truth_floor_path=None, num_pairs
                       metric_note=f"EMD (energyflow, exact, R = 1) averaged over {num_pairs} pairs of clouds "
                                   "(± its spread); W1 of the total hit energy and of the hit multiplicity.",
                       details=[], figures=figures)
-        out_dir.mkdir(exist_ok=True)
-        for item in tmp.iterdir():
-            os.replace(item, out_dir / item.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     for r in rows:
         echo(f"{r['name']:>22}: " + ", ".join(f"{label} {c}" for (_, label), c in zip(COLUMNS, r["cells"])))
     return Evaluation(metrics, out_dir)
