@@ -44,11 +44,11 @@ def main() -> None:
     if cfg["model"] in EVENT_MODELS:
         ship_events(args, cfg, dest)
         return
+    extra = yaml.safe_load(args.card_extra.read_text()) if args.card_extra else {}
     if cfg["model"] in HIT_MODELS:
         from hepgen.shipped.ship import ship_hits_run
 
         sampler = {"method": args.sampler_method, "steps": args.sampler_steps} if args.sampler_method else None
-        extra = yaml.safe_load(args.card_extra.read_text()) if args.card_extra else {}
         ship_hits_run(args.run, dest, args.summary, sampler, minutes=args.minutes, note=args.note,
                       evaluation=extra.get("evaluation"))
         print(f"shipped {args.run} as {args.name} in {dest}")
@@ -56,7 +56,6 @@ def main() -> None:
     if cfg["model"] in GRID_MODELS:
         from hepgen.shipped.ship import ship_grid_run
 
-        extra = yaml.safe_load(args.card_extra.read_text()) if args.card_extra else {}
         ship_grid_run(args.run, dest, args.summary, minutes=args.minutes, note=args.note,
                       evaluation=extra.get("evaluation"), bench=extra.get("bench"),
                       num_showers=args.num_showers)

@@ -150,6 +150,13 @@ def reference_response(path, width: float = 5_000.0) -> list[float]:
     return [float(np.median(ratio[np.abs(e - x) < width])) for x in RESPONSE_ENERGIES]
 
 
+def _write_card(dest: Path, card: dict, width: int = 80, **extras) -> None:
+    """Write ``dest/card.yaml``: ``card`` plus every extra entry that is given (note,
+    measured evaluation, bench), in that order after the card's own entries."""
+    card.update({k: v for k, v in extras.items() if v})
+    (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False, width=width))
+
+
 def ship_grid_run(run: str | Path, dest: str | Path, summary: str = "",
                   hardware: str = "1 CPU thread of a loaded 2-core machine", minutes: float | None = None,
                   note: str | None = None, evaluation: dict | None = None, bench: dict | None = None,
@@ -221,13 +228,7 @@ def ship_grid_run(run: str | Path, dest: str | Path, summary: str = "",
         card["stages"] = {"bib-ae_epochs": tr.get("epochs"), "post_processor_mse_epochs": tr.get("pp_mse_epochs"),
                           "post_processor_mmd_epochs": int(tr.get("pp_epochs", 0)) - int(tr.get("pp_mse_epochs", 0))}
         card["sampler"] = cfg.get("sampler")
-    if note:
-        card["note"] = note
-    if evaluation:
-        card["evaluation"] = evaluation
-    if bench:
-        card["bench"] = bench
-    (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    _write_card(dest, card, note=note, evaluation=evaluation, bench=bench)
     return dest
 
 
@@ -287,11 +288,7 @@ def ship_hits_run(run: str | Path, dest: str | Path, summary: str = "", sampler:
         "sampler": cfg.get("sampler"),
         "weights": "float32, the EMA network",
     }
-    if note:
-        card["note"] = note
-    if evaluation:
-        card["evaluation"] = evaluation
-    (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False, width=100))
+    _write_card(dest, card, width=100, note=note, evaluation=evaluation)
     return dest
 
 
