@@ -17,7 +17,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from hepgen.data.jetnet import read_jets
@@ -74,16 +73,17 @@ def floor_ratios(metrics: dict, floor: dict) -> dict[str, float]:
     return out
 
 
-def reference_files(models: list[str], test: Path | None, train: Path | None) -> tuple[Path, Path]:
+def reference_files(models: list[str], test: Path | None, train: Path | None,
+                    surrogates: dict | None = None) -> tuple[Path, Path]:
     """The test and training jets of the bench: given, or ``data/{type}{P}_test.h5`` and
     ``data/{type}{P}_train.h5`` for the jet type and particle count of the models (all must
-    agree), so a 150-particle model is never scored against 30-particle jets."""
+    agree), so a 150-particle model is never scored against 30-particle jets. ``surrogates``:
+    the models already loaded, by name."""
     if test is not None and train is not None:
         return Path(test), Path(train)
-    kinds = set()
-    for name in models:
-        cfg = load_model(name).cfg
-        kinds.add((cfg.get("jet_type") or "t", int(cfg["num_particles"])))
+    loaded = surrogates or {}
+    cfgs = [(loaded.get(name) or load_model(name)).cfg for name in models]
+    kinds = {(cfg.get("jet_type") or "t", int(cfg["num_particles"])) for cfg in cfgs}
     if len(kinds) != 1:
         raise OptionError(f"--model: the models have different jet types / particle counts ({sorted(kinds)}); "
                           "bench them separately or give --test and --train")
@@ -113,16 +113,17 @@ def run_jets_bench(
     echo=print,
 ) -> str:
     warnings.simplefilter("ignore", RuntimeWarning)
-    test, train = reference_files(models, test, train)
+    surrogates = {name: load_model(name) for name in models}  # loaded once: files, checks, bench
+    test, train = reference_files(models, test, train, surrogates)
     test_jets, train_jets = read_jets(test), read_jets(train)
     P = test_jets.num_particles
     if train_jets.num_particles != P:
         raise OptionError(f"--train: {train} has {train_jets.num_particles} particles per jet, --test {test} has {P}")
-    for name in models:  # before the (slow) floor and Pythia timing
-        check_particles(name, load_model(name), P, test)
+    for name, surrogate in surrogates.items():  # before the (slow) floor and Pythia timing
+        check_particles(name, surrogate, P, test)
     calc = EFPCalculator(*FPD_SET)
     f_test = JetFeatures.from_particle_features(test_jets.particle_features[:num_jets], calc)
-    rows, results = [], {}
+    results = {}
 
     echo("truth floor (train vs test) ...")
     f_train = JetFeatures.from_particle_features(train_jets.particle_features[:num_jets], calc)
@@ -190,7 +191,7 @@ def run_jets_bench(
     write()
     for name in models:
         echo(f"{name}: sampling {num_jets} jets ...")
-        surrogate = load_model(name)
+        surrogate = surrogates[name]
         jets = surrogate.sample(num_jets, seed=0, batch_size=batch_size)
         m = jet_metrics(f_test, JetFeatures.from_particle_features(jets.particle_features, calc))
         echo(f"{name}: timing {time_jets} jets on one thread ...")
