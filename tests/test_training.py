@@ -158,6 +158,53 @@ def test_fused_mean_field_block_equals_the_plain_one(cond_dim, gated, norm):
     torch.testing.assert_close(gb, ga, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("cond_dim,gated,norm,cond_in_input", [(0, False, False, False), (16, True, True, True),
+                                                             (8, False, True, False)])
+def test_mean_field_sampling_pass_equals_the_training_pass(cond_dim, gated, norm, cond_in_input):
+    """Without autograd the body folds query, keys, values and omega into per-jet products
+    and reuses workspace buffers: same output (padded particles zero) and mean field, and
+    the folded weights follow a parameter update."""
+    from hepgen.models.blocks.mean_field import MeanFieldBody
+
+    torch.manual_seed(0)
+    body = MeanFieldBody(3 + (cond_dim if cond_in_input else 0), 16, 48, 16, 3, cond_dim=cond_dim,
+                         max_particles=30, norm=norm, gated=gated)
+    mask = torch.arange(30)[None] < torch.tensor([30, 1, 17, 29])[:, None]
+    x = torch.randn(4, 30, 3) * mask[..., None]
+    cond = torch.randn(4, cond_dim) if cond_dim else None
+    for _ in range(2):
+        ref, field = body(x, mask, cond, cond_in_input)
+        with torch.no_grad():
+            fast, fast_field = body(x, mask, cond, cond_in_input)
+        torch.testing.assert_close(fast, ref, atol=2e-6, rtol=1e-5)
+        torch.testing.assert_close(fast_field, field, atol=2e-6, rtol=1e-5)
+        assert not fast[~mask].any()
+        with torch.no_grad():  # a training step changes the weights in place
+            body.blocks[1].attn.in_proj_weight.mul_(1.5)
+            body.blocks[2].psi[0].weight.add_(0.1)
+
+
+def test_keep_freed_memory_stops_page_faults_of_repeated_tensors():
+    """Sampling and training allocate the same megabyte tensors again and again; with glibc's
+    defaults each comes fresh from the kernel and faults once per 4 kB page."""
+    import resource
+
+    from hepgen.device import keep_freed_memory
+
+    if not keep_freed_memory():
+        pytest.skip("not glibc")
+    a = torch.randn(4096, 1024)
+
+    def faults() -> int:
+        start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(20):
+            (a * 2.0).add_(1.0)  # a new 16 MB tensor each time
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start
+
+    faults()
+    assert faults() < 100  # 20 fresh 16 MB tensors would be ~80 000 faults
+
+
 def test_selection_score_is_one_at_the_floor_and_counts_every_metric(jets_by_type):
     """Real jets score ~1; a sample with a perfect mass but wrong particles is not picked
     over one that is slightly off everywhere (the W1M-only selection would pick it)."""

@@ -57,7 +57,10 @@ def error(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hepgen.device import keep_freed_memory
+
     warnings.formatwarning = _one_line_warning
+    keep_freed_memory()
     try:
         app(args=argv, standalone_mode=False)
     except HepgenError as exc:

@@ -39,6 +39,9 @@ def _load(folder: Path):
 
 def load_model(name_or_folder: str | Path):
     """A trained model (jet, calorimeter, hit-cloud or event surrogate) by run folder or shipped name."""
+    from hepgen.device import keep_freed_memory
+
+    keep_freed_memory()  # sampling allocates the same tensors pass after pass
     path = Path(name_or_folder)
     if path.is_dir():
         return _load(path)

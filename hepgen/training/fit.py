@@ -20,6 +20,9 @@ def fit_stage(module, data, out: Path, stage: str, max_epochs: int, max_time: fl
     (DDP-aware bucket) batch sampler, so Lightning must not replace it."""
     from lightning import LightningDataModule
 
+    from hepgen.device import keep_freed_memory
+
+    keep_freed_memory()  # every step allocates the same tensors again
     is_module = isinstance(data, LightningDataModule)
     if hasattr(module, "set_steps_per_epoch"):
         module.set_steps_per_epoch(data)

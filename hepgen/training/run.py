@@ -34,6 +34,7 @@ from lightning.pytorch.loggers import CSVLogger
 from hepgen.data.jetnet import read_jets
 from hepgen.errors import InputFileError, OptionError
 from hepgen.metrics.jets import relative_mass
+from hepgen.device import keep_freed_memory
 from hepgen.config import merge_config, read_config, to_plain
 from hepgen.models.assemblies.jets import MODELS, JetSurrogate, build_networks, model_config
 from hepgen.models.conditions import PchipQuantileSampler
@@ -172,6 +173,7 @@ def train_jet_model(
         batch_size=int(training.get("select_batch", 512)),
     )
     module.set_steps_per_epoch(datamodule)
+    keep_freed_memory()  # every step allocates the same tensors again
     trainer = Trainer(
         max_epochs=int(training.get("max_epochs", 1000)),
         accelerator="auto",

@@ -33,7 +33,6 @@ here are ``configs/calodream-cpu.yaml`` / ``caloinn-cpu.yaml`` / ``caloinn-vae-c
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -190,63 +189,8 @@ class MDMACaloVelocity(nn.Module):
 
     def forward(self, t, x, mask, cond=None):
         c = torch.cat([self.time(t), cond], -1)
-        return self.beta(fast_mean_field(self.body, x, mask, c)) * mask[..., None]
-
-
-def _split_linear(layer: nn.Linear, sizes: list[int]) -> list[torch.Tensor]:
-    return list(torch.split(layer.weight, sizes, dim=1))
-
-
-def fast_mean_field(body, x: torch.Tensor, mask: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """``MeanFieldBody(cat(x, c per hit), mask, c)[0]`` with the same parameters, computed
-    for thousands of hits per cloud without the per-hit work that does not depend on the hit.
-
-    * every linear layer whose input concatenates per-hit and per-cloud parts is split:
-      the per-cloud part (condition, mean field) is one matrix product per cloud, broadcast;
-    * the cross-attention has a single query q, so the logit of hit i in head k is
-      (W_k,k^T q_k) . h_i (the key bias only shifts all logits of a head and cancels in the
-      softmax) and the output is W_v,k (sum_i a_ki h_i) + b_v,k (the weights sum to 1):
-      2 x heads x hidden multiplications per hit instead of the 2 x hidden^2 of projecting
-      every hit to a key and a value.
-    Equal to the generic forward up to float rounding (tested).
-    """
-    import torch.nn.functional as F
-
-    from hepgen.models.blocks.mean_field import count_features
-
-    B, N, F_in = x.shape
-    m = mask[..., None].to(x.dtype)
-    wx, wc = _split_linear(body.alpha, [F_in, c.shape[-1]])
-    h = (x @ wx.T).add_((c @ wc.T + body.alpha.bias)[:, None]).mul_(m)
-    mean_field = body.init_field(h.sum(1) / body.max_particles)
-    counts = count_features(mask.sum(1), body.max_particles)
-    neg = torch.where(mask, 0.0, float("-inf")).to(x.dtype)[:, None]  # (B, 1, N)
-    # padded hits need no masking inside the blocks: attention ignores them and the
-    # output is masked by the caller
-    for block in body.blocks:
-        l_dim = h.shape[-1]
-        phi = block.phi[0]
-        px, pc = _split_linear(phi, [l_dim, c.shape[-1]])
-        e = F.leaky_relu_((h @ px.T).add_((c @ pc.T + phi.bias)[:, None]), 0.2)
-        attn = block.attn
-        hidden, heads = attn.embed_dim, attn.num_heads
-        d = hidden // heads
-        wq, wk, wv = attn.in_proj_weight.split(hidden)
-        bq, _, bv = attn.in_proj_bias.split(hidden)
-        q = (mean_field @ wq.T + bq).view(B, heads, d)
-        qk = torch.einsum("bkd,kde->bke", q, wk.view(heads, d, hidden)) / math.sqrt(d)  # (B, heads, hidden)
-        a = torch.softmax(torch.baddbmm(neg, qk, e.transpose(1, 2)), -1)  # (B, heads, N)
-        agg = torch.bmm(a, e)  # (B, heads, hidden)
-        out = torch.einsum("bke,kde->bkd", agg, wv.view(heads, d, hidden)) + bv.view(heads, d)
-        attended = attn.out_proj(out.reshape(B, hidden))
-        mean_field = block.omega(torch.cat([attended, mean_field, counts, c], -1))
-        if block.gate is not None:
-            mean_field = mean_field * torch.sigmoid(block.gate(torch.cat([counts, c], -1)))
-        psi0 = block.psi[0]
-        s_e, s_m, s_c = _split_linear(psi0, [hidden, hidden, c.shape[-1]])
-        u = F.leaky_relu_((e @ s_e.T).add_((mean_field @ s_m.T + c @ s_c.T + psi0.bias)[:, None]), 0.2)
-        h = block.norm(F.linear(u, block.psi[2].weight, block.psi[2].bias).add_(h))
-    return h
+        h, _ = self.body(x, mask, c, cond_in_input=True)
+        return self.beta(h) * mask[..., None]
 
 
 def inn_flow(features: int, transforms: int = 12, bins: int = 10, hidden: int = 256, layers: int = 4,

@@ -64,8 +64,7 @@ class _TimeVelocity(nn.Module):
 
     def forward(self, t, x, mask, cond=None):
         temb = self.time(t)
-        inp = torch.cat([x, temb[:, None].expand(-1, x.shape[1], -1)], -1)
-        h, _ = self.body(inp, mask, temb)
+        h, _ = self.body(x, mask, temb, cond_in_input=True)
         return self.beta(h) * mask[..., None]
 
 
@@ -87,8 +86,11 @@ class EPiCBody(nn.Module):
             EPiCLayer(l_dim, global_dim, hidden, max_particles, cond_dim) for _ in range(num_layers)
         )
 
-    def forward(self, x, mask, cond=None):
+    def forward(self, x, mask, cond=None, cond_in_input=False):
+        """``cond_in_input``: alpha sees the condition appended to every particle."""
         m = mask[..., None].to(x.dtype)
+        if cond_in_input:
+            x = torch.cat([x, cond[:, None].expand(-1, x.shape[1], -1)], -1)
         x = self.alpha(x) * m
         g = self.init_global(torch.cat([x.sum(1) / m.sum(1).clamp(min=1), x.sum(1) / self.max_particles], -1))
         for layer in self.layers:
