@@ -32,6 +32,7 @@ def jets(
     num_jets: int = typer.Option(50_000, "--num-jets", help="Generated jets per model."),
     batch_size: int = typer.Option(None, "--batch-size", help="Jets per forward pass [default: each model's own]."),
     time_jets: int = typer.Option(2000, "--time-jets", help="Jets sampled on one thread to time each model (per core, as Pythia)."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Timing runs of Pythia and of each model; the fastest counts."),
     few_step: bool = typer.Option(True, "--few-step/--no-few-step", help="Solver x steps table for flow models."),
     few_step_jets: int = typer.Option(10_000, "--few-step-jets", help="Generated jets per solver setting."),
     grid: str = typer.Option("euler:4,midpoint:2,midpoint:4,midpoint:8,midpoint:16,rk4:4,bespoke:2,bespoke:4", "--grid",
@@ -55,7 +56,7 @@ def jets(
         if m not in (*SOLVER_NFE, "bespoke") or s < 1:
             raise OptionError(f"--grid: unknown solver or steps {m}:{s} (solvers: {', '.join(SOLVER_NFE)}, bespoke)")
     report = run_jets_bench(names, test, train, out, num_jets, batch_size, few_step=grid if few_step else None,
-                            few_step_jets=few_step_jets, time_jets=time_jets, echo=typer.echo)
+                            few_step_jets=few_step_jets, time_jets=time_jets, repeats=repeats, echo=typer.echo)
     typer.echo(report)
 
 

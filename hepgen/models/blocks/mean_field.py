@@ -119,9 +119,11 @@ class MeanFieldBlock(nn.Module):
     def folded_weights(self) -> dict[str, torch.Tensor]:
         """The weights of :meth:`MeanFieldBody.forward_inference` (module docstring): cached
         until a parameter changes (training step, ``load_state_dict``, ``.to``)."""
-        params = tuple(self.parameters())
+        params = self.__dict__.get("_param_list")
+        if params is None:  # parameters keep their identity (``.to`` and loading work in place)
+            params = self.__dict__["_param_list"] = tuple(self.parameters())
         key = tuple((p.data_ptr(), p._version) for p in params)
-        if getattr(self, "_folded_key", None) == key:
+        if self.__dict__.get("_folded_key") == key:
             return self._folded
         H, heads, L, C = self.hidden, self.heads, self.l_dim, self.cond_dim
         d = H // heads
