@@ -127,6 +127,8 @@ def amplification(
     runs: int = typer.Option(None, "--runs", help="Independent training sets per toy (default: 100, --quick 2)."),
     epochs: int = typer.Option(None, "--epochs", help="Epochs per training (default: 10000, --quick 300)."),
     models: str = typer.Option("gan,cfm", "--models", help="Comma-separated subset of gan, cfm."),
+    ensemble: int = typer.Option(None, "--ensemble", min=1,
+                                 help="GANs trained together in one vectorised training (default: all runs)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """GANplification (seed 001 ch. 5): quantile-MSE amplification factors of a GAN, a CFM model and the fit."""
@@ -142,5 +144,5 @@ def amplification(
     if not chosen_models or any(m not in ("gan", "cfm") for m in chosen_models):
         raise OptionError(f"--models: {models!r}; choose from gan, cfm")
     run(out, quick=quick, seed=seed, toys=chosen, progress=progress, echo=typer.echo, runs=runs, epochs=epochs,
-        models=chosen_models)
+        models=chosen_models, ensemble=ensemble)
     typer.echo(f"report: {out / 'report.html'}")

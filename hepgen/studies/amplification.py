@@ -37,8 +37,12 @@ discrimination (per-point embedding of x - B, 256-256-m, aggregated by the stand
 deviation over the batch) followed by 7 dense layers of 256 with dropout 0.5 and LeakyReLU
 (0.01), sigmoid output; a gradient penalty; the training data smeared by U[-0.1, 0.1]; Adam
 (5e-5, betas 0.5, 0.9), 10,000 epochs at batch 10 with the rate times 0.9 every 1000 epochs.
-The CFM model (:func:`hepgen.studies.toys.train_flow_matching`) gets the same number of
-batches. ``--quick`` and the run options shrink the repetitions and epochs (and raise the
+The GANs of all training sets train together as one ensemble (``ensemble`` members per
+vectorised training, :mod:`hepgen.models.blocks.ensemble`): each member is the seed's GAN on
+its own set, with its own shuffling and noise; at batch 10 one network per pass is nearly all
+per-operation overhead, so the seed's 100 x 10,000 epochs become one training of 100 members
+(and a GPU's work of minutes). The CFM model (:func:`hepgen.studies.toys.train_flow_matching`)
+gets the same number of batches, one training set after the other. ``--quick`` and the run options shrink the repetitions and epochs (and raise the
 learning rates to match).
 """
 
@@ -54,14 +58,15 @@ from scipy.special import betainc
 from scipy.stats import norm
 from torch import nn
 
-from hepgen.studies.toys import adam, mlp, sample_flow_matching, train_flow_matching
+from hepgen.models.blocks.ensemble import EnsembleLinear, ensemble_gradient_penalty, ensemble_mlp
+from hepgen.studies.toys import adam, sample_flow_matching, train_flow_matching
 
 TOYS = {"camel": dict(dim=1, n_train=100, quantiles=(10, 20, 50)),
         "ring": dict(dim=2, n_train=100, quantiles=(3, 5, 10)),
         "sphere": dict(dim=5, n_train=500, quantiles=(3, 4, 5, 6))}
 FULL = dict(runs=100, epochs=10_000, batch=10, lr=5e-5, cfm_lr=1e-3, gen_sizes=(100, 300, 1000, 3000, 10_000,
-                                                                               30_000, 100_000))
-QUICK = dict(runs=2, epochs=300, batch=10, lr=1e-3, cfm_lr=2e-3, gen_sizes=(100, 1000, 10_000, 30_000))
+                                                                               30_000, 100_000), ensemble=100)
+QUICK = dict(runs=2, epochs=300, batch=10, lr=1e-3, cfm_lr=2e-3, gen_sizes=(100, 1000, 10_000, 30_000), ensemble=2)
 MODELS = ("gan", "cfm")
 
 
@@ -154,70 +159,87 @@ def fit_mse(toy: str, train: np.ndarray, q: int, dims=None) -> float:
 
 
 class MinibatchDiscriminator(nn.Module):
-    """Discriminator with minibatch discrimination (seed 001 L1618-1620, Fig. 5.3)."""
+    """Discriminators with minibatch discrimination (seed 001 L1618-1620, Fig. 5.3), one per
+    ensemble member: x (R, n, d) -> logits (R, n, 1); the sigmoid is in the loss."""
 
-    def __init__(self, dim: int, m: int = 16, hidden: int = 256):
+    def __init__(self, members: int, dim: int, m: int = 16, hidden: int = 256):
         super().__init__()
         act = lambda: nn.LeakyReLU(0.01)
-        self.phi = nn.Sequential(nn.Linear(dim, 256), act(), nn.Linear(256, 256), act(), nn.Linear(256, m))
-        self.net = mlp(dim + m, 1, hidden, 6, act=lambda: nn.LeakyReLU(0.01), dropout=0.5)
+        self.phi = nn.Sequential(EnsembleLinear(members, dim, 256), act(), EnsembleLinear(members, 256, 256), act(),
+                                 EnsembleLinear(members, 256, m))
+        self.net = ensemble_mlp(members, dim + m, 1, hidden, 6, act=lambda: nn.LeakyReLU(0.01), dropout=0.5)
 
-    def forward(self, x):  # logits; the sigmoid is in the loss
-        diff = x[:, None, :] - x[None, :, :]  # (n, n, d): x - B for every x
-        feat = self.phi(diff).std(1)  # permutation-invariant aggregation over the batch
-        return self.net(torch.cat([x, feat], 1))
+    def forward(self, x):
+        R, n, d = x.shape
+        diff = (x[:, :, None, :] - x[:, None, :, :]).reshape(R, n * n, d)  # x - B for every x of the batch
+        feat = self.phi(diff).view(R, n, n, -1).std(2)  # permutation-invariant aggregation over the batch
+        return self.net(torch.cat([x, feat], -1))
 
 
-def train_gan(train: np.ndarray, epochs: int, batch: int = 10, lr: float = 5e-5, seed: int = 0, noise: int = 1000):
-    """The seed's amplification GAN (module docstring) on ``train``; returns ``sample(n, seed)``.
+def train_gan(train: np.ndarray, epochs: int, batch: int = 10, lr: float = 5e-5, seed: int = 0, noise: int = 1000,
+              progress: bool = False):
+    """The seed's amplification GAN (module docstring) on each of the R training sets ``train``
+    (R, n, d) at once, as an ensemble (:mod:`hepgen.models.blocks.ensemble`): every member has
+    its own generator, discriminator, shuffling and noise, and learns from its own set only.
+    Returns ``sample(n, seed) -> (R, n, d)``.
 
     Args:
-        train: the training points (n, d); epochs, batch: passes over the shuffled set and batch
-            size; lr: Adam's rate (times 0.9 every tenth of the epochs); seed: torch seed; noise:
-            the generator's uniform input size.
+        train: the training sets (R, n, d) (one set (n, d) is an ensemble of one); epochs,
+            batch: passes over each shuffled set and batch size; lr: Adam's rate (times 0.9
+            every tenth of the epochs); seed: torch seed; noise: the generator's uniform
+            input size; progress: a bar over the epochs.
     """
-    from hepgen.models.blocks.gan import gradient_penalty
-
     torch.manual_seed(seed)
-    x = torch.as_tensor(train, dtype=torch.float32)
-    scale = x.abs().max().item() / 2 or 1.0
+    x = torch.as_tensor(np.asarray(train, np.float32))
+    x = x[None] if x.dim() == 2 else x
+    R, n, d = x.shape
+    scale = (x.abs().amax((1, 2), keepdim=True) / 2).clamp(min=1e-12)  # per member, as one run alone
     x = x / scale
-    d = x.shape[1]
-    gen = mlp(noise, d, 256, 6, act=nn.ELU, dropout=0.5)
-    disc = MinibatchDiscriminator(d)
+    gen = ensemble_mlp(R, noise, d, 256, 6, act=nn.ELU, dropout=0.5)
+    disc = MinibatchDiscriminator(R, d)
     opt_g = adam(gen.parameters(), lr, betas=(0.5, 0.9))
     opt_d = adam(disc.parameters(), lr, betas=(0.5, 0.9))
     step = max(epochs // 10, 1)
     scheds = [torch.optim.lr_scheduler.StepLR(o, step, 0.9) for o in (opt_g, opt_d)]
     sp = nn.functional.softplus
     smear = 0.1 / scale
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x)).split(batch):
-            if len(idx) < 2:
+    epochs_it = range(epochs)
+    if progress:
+        from tqdm import tqdm
+
+        epochs_it = tqdm(epochs_it, desc=f"GAN x {R}", unit="epoch", leave=False)
+    for _ in epochs_it:
+        order = torch.rand(R, n).argsort(1)  # each member shuffles its own set
+        for lo in range(0, n, batch):
+            idx = order[:, lo : lo + batch]
+            b = idx.shape[1]
+            if b < 2:
                 continue
-            real = x[idx] + (torch.rand(len(idx), d) * 2 - 1) * smear
-            fake = gen(torch.rand(len(idx), noise) * 2 - 1)
-            loss_d = sp(-disc(real)).mean() + sp(disc(fake.detach())).mean()
-            loss_d = loss_d + gradient_penalty(lambda z, m: (disc(z),), real, fake.detach(), None, weight=1.0)
+            real = x.gather(1, idx[..., None].expand(-1, -1, d)) + (torch.rand(R, b, d) * 2 - 1) * smear
+            fake = gen(torch.rand(R, b, noise) * 2 - 1)
+            # each member's loss is a mean over its batch; the sum keeps the members apart
+            loss_d = (sp(-disc(real)).mean((1, 2)) + sp(disc(fake.detach())).mean((1, 2))).sum()
+            loss_d = loss_d + ensemble_gradient_penalty(disc, real, fake.detach(), weight=1.0)
             opt_d.zero_grad()
             loss_d.backward()
             opt_d.step()
-            loss_g = sp(-disc(gen(torch.rand(len(idx), noise) * 2 - 1))).mean()
+            loss_g = sp(-disc(gen(torch.rand(R, b, noise) * 2 - 1))).mean((1, 2)).sum()
             opt_g.zero_grad()
             loss_g.backward()
             opt_g.step()
         for s in scheds:
             s.step()
 
-    def sample(n, s=0):
+    def sample(num, s=0):
         g = torch.Generator().manual_seed(s)
         gen.train()  # dropout stays on when sampling (L1616)
+        chunk = max(1, 200_000 // R)
         out = []
         with torch.no_grad():
-            for lo in range(0, n, 20_000):
-                m = min(20_000, n - lo)
-                out.append(gen(torch.rand(m, noise, generator=g) * 2 - 1).numpy())
-        return np.concatenate(out) * scale
+            for lo in range(0, num, chunk):
+                m = min(chunk, num - lo)
+                out.append(gen(torch.rand(R, m, noise, generator=g) * 2 - 1) * scale)
+        return torch.cat(out, 1).numpy()
 
     return sample
 
@@ -269,9 +291,11 @@ def run(out: str | Path, quick: bool = False, seed: int = 0, toys=None, progress
             from tqdm import tqdm
 
             it = tqdm(it, desc=toy, leave=False)
-        for run_i in it:
+        trains = []
+        for run_i in range(cfg["runs"]):
             rng = np.random.default_rng(seed * 1000 + run_i + 17 * len(toy))
             train = sample_truth(toy, n_train, rng)
+            trains.append(train)
             u_train = uniform_coordinates(toy, train)
             for q, k in keys:
                 mse_train[k].append(quantile_mse(u_train, q))
@@ -280,20 +304,27 @@ def run(out: str | Path, quick: bool = False, seed: int = 0, toys=None, progress
                 mse_dir["train"][dname].append(quantile_mse(u_train, q_dir, [j]))
                 mse_dir["fit"][dname].append(fit_mse(toy, train, q_dir, [j]) if j == 0 or toy == "camel"
                                              else 0.0)
-            samplers = {}
-            if "gan" in chosen:
-                samplers["gan"] = train_gan(train, cfg["epochs"], cfg["batch"], cfg["lr"], seed=seed + run_i)
-            if "cfm" in chosen:
-                samplers["cfm"] = train_cfm(train, cfg["epochs"], cfg["batch"], cfg["cfm_lr"], seed=seed + run_i)
-            for m, sample in samplers.items():
-                big = sample(max(cfg["gen_sizes"]), seed + 7 + run_i)
-                big = big[np.isfinite(big).all(1)]
-                u_big = uniform_coordinates(toy, big)
-                for M in cfg["gen_sizes"]:
-                    for q, k in keys:
-                        mse[m][k][M].append(quantile_mse(u_big[:M], q))
-                for j, dname in enumerate(_directions(toy)):
-                    mse_dir[m][dname].append(quantile_mse(u_big, q_dir, [j]))
+
+        def score(m, big):
+            big = big[np.isfinite(big).all(1)]
+            u_big = uniform_coordinates(toy, big)
+            for M in cfg["gen_sizes"]:
+                for q, k in keys:
+                    mse[m][k][M].append(quantile_mse(u_big[:M], q))
+            for j, dname in enumerate(_directions(toy)):
+                mse_dir[m][dname].append(quantile_mse(u_big, q_dir, [j]))
+
+        if "gan" in chosen:  # the training sets in ensembles of cfg["ensemble"] (one vectorised training each)
+            size = max(1, int(cfg.get("ensemble") or cfg["runs"]))
+            for lo in range(0, cfg["runs"], size):
+                sample = train_gan(np.stack(trains[lo : lo + size]), cfg["epochs"], cfg["batch"], cfg["lr"],
+                                   seed=seed + lo, progress=progress)
+                for big in sample(max(cfg["gen_sizes"]), seed + 7 + lo):
+                    score("gan", big)
+        if "cfm" in chosen:
+            for run_i in it:
+                sample = train_cfm(trains[run_i], cfg["epochs"], cfg["batch"], cfg["cfm_lr"], seed=seed + run_i)
+                score("cfm", sample(max(cfg["gen_sizes"]), seed + 7 + run_i))
         M_max = max(cfg["gen_sizes"])
         res: dict = {"n_train": n_train, "runs": cfg["runs"], "seconds": round(time.perf_counter() - t_toy, 1)}
 
@@ -346,7 +377,7 @@ def _plots(out: Path, curves: dict, cfg: dict) -> None:  # noqa: C901
                 mu, sd = np.sqrt(v.mean(1)), v.std(1) / (2 * np.sqrt(v.mean(1)) + 1e-30)
                 ax.plot(sizes, mu, color=c, label=m.upper())
                 ax.fill_between(sizes, mu - sd, mu + sd, color=c, alpha=0.3)
-            ax.axhline(np.sqrt(np.mean(mse_train[k])), color="C0", label=f"training data")
+            ax.axhline(np.sqrt(np.mean(mse_train[k])), color="C0", label="training data")
             ax.axhline(np.sqrt(np.mean(mse_fit[k])), color="C2", label="fit")
             n_train = TOYS[toy]["n_train"]
             for f in (2, 3, 5, 10):
