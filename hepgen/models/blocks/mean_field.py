@@ -96,24 +96,15 @@ class MeanFieldBlock(nn.Module):
         return self.forward_plain(x, mean_field, mask, n, cond)
 
     def _split_weights(self) -> dict[str, torch.Tensor]:
-        """The weight matrices of the fused path: phi and psi split into their per-particle
-        and per-jet columns, keys and values per head. Contiguous copies are cached for
-        sampling (no autograd) until a parameter changes; with autograd they are views."""
+        """The weight matrices of the fused path as views: phi and psi split into their
+        per-particle and per-jet columns, keys and values per head. (Sampling through the
+        body uses :meth:`folded_weights`, which are cached.)"""
         H, heads, L = self.hidden, self.heads, self.l_dim
         d = H // heads
-        params = (self.phi[0].weight, self.attn.in_proj_weight, self.psi[0].weight)
-        key = tuple((p.data_ptr(), p._version) for p in params)
-        if not torch.is_grad_enabled() and getattr(self, "_split_key", None) == key:
-            return self._split
-        w_phi, w_in, w_psi = params
-        split = dict(phi_x=w_phi[:, :L], phi_c=w_phi[:, L:], query=w_in[:H],
-                     key=w_in[H : 2 * H].view(heads, d, H), value=w_in[2 * H :].view(heads, d, H),
-                     psi_h=w_psi[:, :H], psi_c=w_psi[:, H:])
-        if not torch.is_grad_enabled():
-            self._split = {k: v.contiguous() for k, v in split.items()}
-            self._split_key = key
-            return self._split
-        return split
+        w_phi, w_in, w_psi = self.phi[0].weight, self.attn.in_proj_weight, self.psi[0].weight
+        return dict(phi_x=w_phi[:, :L], phi_c=w_phi[:, L:], query=w_in[:H],
+                    key=w_in[H : 2 * H].view(heads, d, H), value=w_in[2 * H :].view(heads, d, H),
+                    psi_h=w_psi[:, :H], psi_c=w_psi[:, H:])
 
     @torch.no_grad()
     def folded_weights(self) -> dict[str, torch.Tensor]:
