@@ -25,8 +25,10 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -c "import hepgen, energyflow, wasserstein, jetnet, pythia8mc, fastjet, torch, zuko, lightning"
 	@touch $(STAMP)
 
+# one worker per core (pytest-xdist); a file's tests stay on one worker, so its module
+# fixtures are built once
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --dist loadfile tests
 
 # The main job end to end on built-in defaults: reference jets from Pythia, a brief
 # training run (to show the training path), samples from the shipped MDMA-GAN, and an

@@ -1,7 +1,20 @@
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+
+def pytest_configure(config):
+    """One torch thread per pytest-xdist worker: `make test` runs one worker per core, and
+    two-thread workers on two cores would oversubscribe them. Subprocesses (CLI tests)
+    inherit the same setting through OMP_NUM_THREADS."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        os.environ["MKL_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "jetnet"
 

@@ -169,12 +169,14 @@ def reference_pair(tmp_path_factory):
     return folder
 
 
-def _evaluate(folder, gen, name):
+def _evaluate(folder, gen, name, epochs=12, runs=2):
     from hepgen.evaluate.calo import evaluate_calo
 
     # 4000 vs 4000 showers: smaller batches and a larger step than the challenge's (made for
-    # 100k showers) so that the classifiers get enough updates
-    return evaluate_calo(folder / "a.h5", gen, folder / name, classifier_epochs=12, classifier_runs=2, plots=False,
+    # 100k showers) so that the classifiers get enough updates. The floor needs the mean of
+    # two runs (one run: 0.465 / 0.471); a distortion is seen by one short run (the best
+    # epoch of the scaled and the wider showers comes within 6: AUC 0.88 / 0.48, 0.78 / 0.80)
+    return evaluate_calo(folder / "a.h5", gen, folder / name, classifier_epochs=epochs, classifier_runs=runs, plots=False,
                          echo=lambda *a: None, progress=False,
                          classifier_options={"batch_size": 200, "lr": 1e-3}).metrics
 
@@ -190,7 +192,7 @@ def test_scaled_voxel_energies_are_caught(reference_pair):
     sample = read_showers(reference_pair / "b.h5")
     distorted = write_showers(ShowerSample(sample.incident_energies, sample.showers * 1.05, sample.geometry),
                               reference_pair / "scaled.h5")
-    m = _evaluate(reference_pair, distorted, "scaled")
+    m = _evaluate(reference_pair, distorted, "scaled", epochs=6, runs=1)
     # the voxel classifier sees the 5 % scale at once (measured: AUC 0.88); the high-level
     # classifier, which gets log10 layer energies, does not learn the sum well enough at
     # 4k showers (0.51), but the E_tot/E_inc histogram is flagged first
@@ -206,7 +208,7 @@ def test_wider_radial_profile_is_caught(reference_pair, monkeypatch):
     det = sim.DETECTORS["ds1-photons"]
     monkeypatch.setitem(sim.DETECTORS, "ds1-photons", dataclasses.replace(det, moliere_radius=1.1 * det.moliere_radius))
     generate_showers("ds1-photons", 4000, seed=202, workers=1, progress=False, out=reference_pair / "wide.h5")
-    m = _evaluate(reference_pair, reference_pair / "wide.h5", "wide")
+    m = _evaluate(reference_pair, reference_pair / "wide.h5", "wide", epochs=6, runs=1)
     assert m["auc_low"]["value"] > 0.55 and m["auc_high"]["value"] > 0.55, (m["auc_low"], m["auc_high"])
     assert any(k.startswith("sep_width") for k in m["flagged"]), m["flagged"][:8]
 

@@ -19,6 +19,17 @@ def run(*args):
     return subprocess.run([HEPGEN, *args], capture_output=True, text=True)
 
 
+def sample_twice(name, num, tmp_path, suffix=".h5"):
+    """`hepgen sample NAME` with seed 1 in a fresh process (as on a fresh clone: nothing
+    imported beforehand) and again in this one; both files must be equal byte for byte."""
+    files = [tmp_path / f"a{suffix}", tmp_path / f"b{suffix}"]
+    r = run("sample", name, "--num", str(num), "--seed", "1", "--out", str(files[0]))
+    assert r.returncode == 0, r.stderr
+    assert main(["sample", name, "--num", str(num), "--seed", "1", "--out", str(files[1])]) == 0
+    assert files[0].read_bytes() == files[1].read_bytes()
+    return files
+
+
 def test_help_lists_commands():
     r = run("--help")
     assert r.returncode == 0
@@ -97,6 +108,7 @@ def _bad_file(path, pf=None, jf=None):
 
 
 def _expect_error(capsys, argv, *fragments):
+    capsys.readouterr()  # only what this call writes
     code = main(argv)
     err = capsys.readouterr().err.strip()
     assert code != 0
@@ -147,17 +159,16 @@ def test_train_sample_resume_and_models(tmp_path, fixture_dir, capsys):
     # a second train into the same folder refuses instead of overwriting
     _expect_error(capsys, ["train", "mdma-gan", "--data", str(fixture_dir / "t.hdf5"), "--out", str(run_dir)],
                   "not empty")
-    r = run("train", "mdma-gan", "--data", str(fixture_dir / "t.hdf5"), "--max-epochs", "2", "--resume",
-            "--out", str(run_dir))
-    assert r.returncode == 0, r.stderr
+    assert main(["train", "mdma-gan", "--data", str(fixture_dir / "t.hdf5"), "--max-epochs", "2", "--resume",
+                 "--out", str(run_dir)]) == 0
     import csv
 
     epochs = {row["epoch"] for row in csv.DictReader(open(run_dir / "logs" / "metrics.csv"))}
     assert "1" in epochs
     a, b = tmp_path / "a.h5", tmp_path / "b.h5"
-    for out in (a, b):
-        r = run("sample", str(run_dir), "--num", "300", "--seed", "4", "--out", str(out))
-        assert r.returncode == 0, r.stderr
+    r = run("sample", str(run_dir), "--num", "300", "--seed", "4", "--out", str(a))
+    assert r.returncode == 0, r.stderr
+    assert main(["sample", str(run_dir), "--num", "300", "--seed", "4", "--out", str(b)]) == 0
     assert a.read_bytes() == b.read_bytes()
     with h5py.File(a) as f:
         assert f["particle_features"].shape == (300, 30, 4)
@@ -165,17 +176,18 @@ def test_train_sample_resume_and_models(tmp_path, fixture_dir, capsys):
                   "neither a run folder nor a shipped model")
     _expect_error(capsys, ["train", "no-such-model", "--data", str(fixture_dir / "t.hdf5"), "--out",
                            str(tmp_path / "r2")], "unknown model")
-    assert run("models").returncode == 0
+    assert main(["models"]) == 0
 
 
-def test_models_flags_shower_models_of_an_older_stand_in():
+def test_models_flags_shower_models_of_an_older_stand_in(capsys):
     """A shipped shower model whose card records an older stand-in version than the producer
     makes now is flagged in the listing; the jet models are not."""
 
     from hepgen.shipped import card, shipped_models
     from hepgen.simulate.showers import PRODUCER_VERSION
 
-    listing = run("models").stdout.splitlines()
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out.splitlines()
     # one line per shipped model, its NAME first
     assert sorted(line.split()[0] for line in listing) == sorted(shipped_models())
     for name, folder in shipped_models().items():
@@ -188,16 +200,10 @@ def test_models_flags_shower_models_of_an_older_stand_in():
 
 
 @pytest.mark.parametrize("name", ["mdma-gan/t30", "mdma-flow/t30", "epic-fm/t30"])
-def test_shipped_models_sample_reproducibly_without_training(name, tmp_path):
-    listing = run("models")
-    assert name in listing.stdout
-    files = []
-    for tag in ("a", "b"):
-        out = tmp_path / f"{tag}.h5"
-        r = run("sample", name, "--num", "400", "--seed", "1", "--out", str(out))
-        assert r.returncode == 0, r.stderr
-        files.append(out)
-    assert files[0].read_bytes() == files[1].read_bytes()
+def test_shipped_models_sample_reproducibly_without_training(name, tmp_path, capsys):
+    assert main(["models"]) == 0
+    assert name in capsys.readouterr().out
+    files = sample_twice(name, 400, tmp_path)
     from hepgen.data.jetnet import read_jets
     from hepgen.metrics.jets import relative_mass
 
@@ -229,13 +235,7 @@ def test_shipped_calo_models_sample_reproducibly(name, voxels, tmp_path):
 
     if name not in shipped_models():
         pytest.skip(f"{name} is not shipped in this checkout")
-    files = []
-    for tag in ("a", "b"):
-        out = tmp_path / f"{tag}.h5"
-        r = run("sample", name, "--num", "30", "--seed", "1", "--out", str(out))
-        assert r.returncode == 0, r.stderr
-        files.append(out)
-    assert files[0].read_bytes() == files[1].read_bytes()
+    files = sample_twice(name, 30, tmp_path)
     from hepgen.data.calo import read_showers
 
     showers = read_showers(files[0])
@@ -250,13 +250,7 @@ def test_shipped_event_models_sample_reproducibly(name, tmp_path):
     from hepgen.data.darkmachines import read_events
     from hepgen.simulate.events import selection_mask
 
-    files = []
-    for tag in ("a", "b"):
-        out = tmp_path / f"{tag}.txt"
-        r = run("sample", name, "--num", "300", "--seed", "1", "--out", str(out))
-        assert r.returncode == 0, r.stderr
-        files.append(out)
-    assert files[0].read_bytes() == files[1].read_bytes()
+    files = sample_twice(name, 300, tmp_path, suffix=".txt")
     events = read_events(files[0])
     assert len(events) == 300 and selection_mask(events).all()
     counts = events.count_vectors()

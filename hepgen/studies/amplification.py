@@ -361,13 +361,13 @@ def run(out: str | Path, quick: bool = False, seed: int = 0, toys=None, progress
 
 
 def _plots(out: Path, curves: dict, cfg: dict) -> None:  # noqa: C901
-    from hepgen.report.plots import _setup
+    from hepgen.report.plots import _setup, panel_grid
 
     _setup()
     import matplotlib.pyplot as plt
 
     for toy, (keys, mse, mse_train, mse_fit) in curves.items():
-        fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 5), squeeze=False)
+        fig, axes = panel_grid(1, len(keys), figsize=(6 * len(keys), 5), squeeze=False)
         sizes = np.array(cfg["gen_sizes"])
         for ax, (q, k) in zip(axes[0], keys):
             for m, c in (("gan", "C1"), ("cfm", "C3")):

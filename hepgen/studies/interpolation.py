@@ -783,7 +783,7 @@ def _json_default(o):
 
 
 def _plots_a(out: Path, samples: dict) -> list[dict]:
-    from hepgen.report.plots import _setup
+    from hepgen.report.plots import _setup, panel_grid
 
     _setup()
     import matplotlib.pyplot as plt
@@ -792,7 +792,7 @@ def _plots_a(out: Path, samples: dict) -> list[dict]:
     edges = np.linspace(-4, 4, 61)
     figs = []
     rows = [("truth", None)] + [(v, m) for v in VARIANTS for m in MODELS_A if (v, m, ANGLES[0]) in samples]
-    fig, axes = plt.subplots(len(rows), len(ANGLES), figsize=(3 * len(ANGLES), 3 * len(rows)), squeeze=False)
+    fig, axes = panel_grid(len(rows), len(ANGLES), figsize=(3 * len(ANGLES), 3 * len(rows)), squeeze=False)
     for r, (variant, model) in enumerate(rows):
         for c, a in enumerate(ANGLES):
             pts = sample_gaussian(a * math.pi, 4000, rng) if model is None else samples[(variant, model, a)]
@@ -804,7 +804,7 @@ def _plots_a(out: Path, samples: dict) -> list[dict]:
     fig.tight_layout()
     fig.savefig(out / "rotating_gaussian.png", dpi=50)
     plt.close(fig)
-    fig, axes = plt.subplots(1, 2 * len(VARIANTS), figsize=(6 * 2 * len(VARIANTS), 6), squeeze=False)
+    fig, axes = panel_grid(1, 2 * len(VARIANTS), figsize=(6 * 2 * len(VARIANTS), 6), squeeze=False)
     for v, variant in enumerate(VARIANTS):
         paths = samples.get(("paths", variant))
         if paths is None:
@@ -832,7 +832,7 @@ def _plots_a(out: Path, samples: dict) -> list[dict]:
 
 
 def _plots_b(out: Path, m: dict, p: dict) -> list[dict]:
-    from hepgen.report.plots import _setup
+    from hepgen.report.plots import _setup, panel_grid
     from hepgen.simulate import susy
 
     _setup()
@@ -850,7 +850,7 @@ def _plots_b(out: Path, m: dict, p: dict) -> list[dict]:
             ("forward", p["fwd_test"], p["x_test"][0.75], p["x_test"][0.25], "CNF 0.25 -> 0.75 vs MC 0.75"),
             ("backward", p["bwd_test"], p["x_test"][0.25], p["x_test"][0.75], "CNF 0.75 -> 0.25 vs MC 0.25"),
             ("midpoint", p["half"], p["x_test"][0.5], p["x_test"]["0.25_all"], "CNF at t = 1/2 (both ways) vs MC 0.5")):
-        fig, axes = plt.subplots(4, 4, figsize=(20, 18))
+        fig, axes = panel_grid(4, 4, figsize=(20, 18))
         for ax, k in zip(axes.flat, names):
             a, b, c = col(ref, k), col(gen, k), col(other, k)
             edges = np.linspace(*np.quantile(np.concatenate([a, c]), [0.005, 0.995]), 31)
@@ -867,7 +867,7 @@ def _plots_b(out: Path, m: dict, p: dict) -> list[dict]:
         plt.close(fig)
         figs.append({"file": f"susy_transport_{tag}.png", "caption": f"gluino signal: {title} (seed Fig. 7.14-7.15)"})
     # the classifier outputs on the test set and the luminosity per approach
-    fig, axes = plt.subplots(1, 4, figsize=(24, 5.5))
+    fig, axes = panel_grid(1, 4, figsize=(24, 5.5))
     for ax, approach in zip(axes, APPROACHES):
         if approach not in p["scores"]:
             continue

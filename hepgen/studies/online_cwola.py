@@ -246,7 +246,7 @@ def run(out: str | Path, quick: bool = False, seed: int = 0, data=None, signal=N
 
 def _plots(out: Path, curves: dict, stream: DijetSample, generated: DijetSample, n_background: int) -> list[dict]:
     from hepgen.metrics.anomaly import MIN_BACKGROUND, significance_improvement
-    from hepgen.report.plots import _setup
+    from hepgen.report.plots import _setup, panel_grid
 
     _setup()
     import matplotlib.pyplot as plt
@@ -275,7 +275,7 @@ def _plots(out: Path, curves: dict, stream: DijetSample, generated: DijetSample,
     fig.tight_layout()
     fig.savefig(out / "roc_sic.png", dpi=80)
     plt.close(fig)
-    fig, axes = plt.subplots(1, len(COLUMNS), figsize=(4 * len(COLUMNS), 4))
+    fig, axes = panel_grid(1, len(COLUMNS), figsize=(4 * len(COLUMNS), 4))
     for ax, c in zip(axes, COLUMNS):
         real, fake = stream.column(c), generated.column(c)
         edges = np.histogram_bin_edges(real, bins=50, range=tuple(np.quantile(real, [0.001, 0.999])))

@@ -426,7 +426,7 @@ def _evaluate(gen: np.ndarray, truth: np.ndarray, cfg: dict, seed: int) -> dict:
 
 
 def _plots(out: Path, truth, samples, collapsed, multi, three) -> None:
-    from hepgen.report.plots import _setup
+    from hepgen.report.plots import _setup, panel_grid
 
     _setup()
     import matplotlib.pyplot as plt
@@ -437,7 +437,7 @@ def _plots(out: Path, truth, samples, collapsed, multi, three) -> None:
     cols = 5
     for kind in ("hist2d", "diff2d"):
         rows = math.ceil(len(panels) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.4 * rows), squeeze=False)
+        fig, axes = panel_grid(rows, cols, figsize=(4 * cols, 3.4 * rows), squeeze=False)
         for ax, (name, pts) in zip(axes.flat, panels.items()):
             h = np.histogram2d(pts[:, 0], pts[:, 1], edges)[0] * (len(truth) / max(len(pts), 1))
             if kind == "hist2d":
