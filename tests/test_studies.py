@@ -48,6 +48,42 @@ def test_two_moons_study_cfm_beats_the_weight_clipped_gan(tmp_path):
     assert (out / "parts" / "cfm.npz").stat().st_mtime_ns != stamp
 
 
+@pytest.mark.parametrize("name", ["nf-affine", "wgan", "ddpm", "cfm", "vae"])
+def test_a_killed_study_model_continues_exactly_from_its_checkpoint(name, tmp_path):
+    """One model of the seed's budget can outlast a session (cnf: > 65 min here): killed
+    mid-training, it continues from its checkpoint in a fresh state to the network an
+    uninterrupted run makes (wgan: the critic-step count is carried over, 17 is no multiple
+    of its 5 critic steps)."""
+    from hepgen.studies.two_moons import make_moons, train_model
+    from hepgen.training.resume import LoopCheckpoint
+
+    data = make_moons(2000, np.random.default_rng(0))
+    data = (data - data.mean(0)) / data.std(0)
+    whole, _ = train_model(name, data, 30, 64, seed=3)
+
+    class Killed(Exception):
+        pass
+
+    def kill(step):
+        if step == 17:
+            raise Killed
+
+    path = tmp_path / f"{name}.ckpt"
+    with pytest.raises(Killed):
+        train_model(name, data, 30, 64, seed=3, progress=kill, checkpoint=LoopCheckpoint(path, "budget", every=0))
+    assert path.exists()
+    torch.manual_seed(99)  # another process: other generator states
+    resumed, _ = train_model(name, data, 30, 64, seed=3, checkpoint=LoopCheckpoint(path, "budget"))
+    assert not path.exists()  # cleared once trained
+    np.testing.assert_array_equal(whole(500, 1), resumed(500, 1))
+    # the checkpoint of another budget is not continued: a 20-step run beside it is a fresh one
+    with pytest.raises(Killed):
+        train_model(name, data, 30, 64, seed=3, progress=kill, checkpoint=LoopCheckpoint(path, "budget", every=0))
+    short, _ = train_model(name, data, 20, 64, seed=3)
+    beside, _ = train_model(name, data, 20, 64, seed=3, checkpoint=LoopCheckpoint(path, "20 steps"))
+    np.testing.assert_array_equal(short(500, 1), beside(500, 1))
+
+
 def test_ensemble_members_are_independent_networks():
     """An ensemble member computes what an nn.Linear MLP with its weights computes, and the
     summed loss gives each member the gradient of its own loss only."""

@@ -84,15 +84,19 @@ class TimeMLP(nn.Module):
 
 def train_flow_matching(data: np.ndarray, iterations: int, batch: int = 256, ot: bool = False, hidden: int = 64,
                         layers: int = 3, lr: float = 1e-3, seed: int = 0, net: nn.Module | None = None,
-                        callback=None) -> nn.Module:
+                        callback=None, checkpoint=None) -> nn.Module:
     """Train a velocity network on ``data`` (N, F) by CFM (``ot``: exact mini-batch OT pairing).
 
     Args:
         data: training points; iterations, batch: optimiser steps and batch size (batches drawn
             with replacement); ot: OT-CFM instead of CFM; hidden, layers: the :class:`TimeMLP`;
         lr: Adam's learning rate, cosine-annealed to zero; seed: torch seed; net: a network to
-            train instead of a fresh :class:`TimeMLP`; callback: called with the step number.
+            train instead of a fresh :class:`TimeMLP`; callback: called with the step number;
+        checkpoint: a :class:`hepgen.training.resume.LoopCheckpoint` that saves the training
+            state and continues a killed run exactly (cleared at the end).
     """
+    from hepgen.training.resume import LoopCheckpoint
+
     from hepgen.models.blocks.cfm import FlowMatching
 
     torch.manual_seed(seed)
@@ -102,7 +106,9 @@ def train_flow_matching(data: np.ndarray, iterations: int, batch: int = 256, ot:
     opt = adam(net.parameters(), lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(iterations, 1))
     mask = torch.ones(min(batch, len(x)), 1)
-    for step in range(iterations):
+    ck = checkpoint or LoopCheckpoint(None)
+    for step in range(ck.restore(net=net, opt=opt, sched=sched), iterations):
+        ck.before(step)
         idx = torch.randint(0, len(x), (min(batch, len(x)),))
         loss = fm.loss(net, x[idx][:, None, :], mask)
         opt.zero_grad()
@@ -111,6 +117,7 @@ def train_flow_matching(data: np.ndarray, iterations: int, batch: int = 256, ot:
         sched.step()
         if callback:
             callback(step)
+    ck.clear()
     return net
 
 

@@ -46,6 +46,7 @@ from torch import nn
 
 from hepgen.studies.toys import TimeMLP, adam, classifier_auc, mlp, parameters, sample_flow_matching, \
     train_flow_matching, wasserstein1
+from hepgen.training.resume import LoopCheckpoint
 
 MODELS = ("ae", "vae", "gan", "nsgan", "lsgan", "wgan", "wgan-gp", "nf-affine", "nf-rqs", "cnf", "ddpm", "cfm",
           "ot-cfm")
@@ -102,27 +103,37 @@ def _coupling_hidden(kind: str, target: int, transforms: int = 4) -> int:
     return best
 
 
-def train_model(name: str, data: np.ndarray, steps: int, batch: int, seed: int = 0, progress=None):
+def train_model(name: str, data: np.ndarray, steps: int, batch: int, seed: int = 0, progress=None,
+                checkpoint: LoopCheckpoint | None = None):
     """Train model ``name`` for ``steps`` batches of ``data`` (standardised, (N, 2)).
 
     Returns ``(sample, n_parameters)`` with ``sample(n, seed)`` giving standardised points.
 
     Args:
         name: one of :data:`MODELS`; data: the training points; steps, batch: batches and their
-            size; seed: torch seed; progress: called with the step number.
+            size; seed: torch seed; progress: called with the step number;
+        checkpoint: saves the training state every few minutes and continues a killed
+            training of the same model and budget exactly (the seed's budget of one model,
+            e.g. ``cnf``, can outlast a session); cleared once the model is trained.
     """
     torch.manual_seed(seed)
     x = torch.as_tensor(data)
     tick = progress or (lambda s: None)
+    ck = checkpoint or LoopCheckpoint(None)
 
-    def batches(n_steps):
-        for s in range(n_steps):
+    def batches(n_steps, indexed=False, **objects):
+        """The training batches from the checkpoint's step on (``indexed``: with the step);
+        ``objects``: the state the checkpoint keeps."""
+        for s in range(ck.restore(**objects), n_steps):
+            ck.before(s)
             tick(s)
-            yield x[torch.randint(0, len(x), (batch,))]
+            xb = x[torch.randint(0, len(x), (batch,))]
+            yield (s, xb) if indexed else xb
+        ck.clear()
 
     if name in ("cfm", "ot-cfm"):
         net = train_flow_matching(data, steps, batch, ot=name == "ot-cfm", hidden=HIDDEN, layers=LAYERS,
-                                  seed=seed, callback=tick)
+                                  seed=seed, callback=tick, checkpoint=ck)
         return (lambda n, s=0: sample_flow_matching(net, n, 2, steps=100, seed=s)), parameters(net)
     if name == "ddpm":
         from hepgen.models.blocks.ddpm import Diffusion
@@ -131,7 +142,7 @@ def train_model(name: str, data: np.ndarray, steps: int, batch: int, seed: int =
         opt = adam(net.parameters(), 1e-3)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         ones = torch.ones(batch, 1)
-        for xb in batches(steps):
+        for xb in batches(steps, net=net, opt=opt, sched=sched):
             loss = diff.loss(net, xb[:, None], ones)
             opt.zero_grad()
             loss.backward()
@@ -158,7 +169,7 @@ def train_model(name: str, data: np.ndarray, steps: int, batch: int, seed: int =
                                   hidden_features=[_coupling_hidden("rqs", target)] * LAYERS)
         opt = adam(flow.parameters(), 1e-3)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-        for xb in batches(steps):
+        for xb in batches(steps, flow=flow, opt=opt, sched=sched):
             loss = -flow().log_prob(xb).mean()
             opt.zero_grad()
             loss.backward()
@@ -178,7 +189,7 @@ def train_model(name: str, data: np.ndarray, steps: int, batch: int, seed: int =
         opt = adam([*enc.parameters(), *dec.parameters()], 1e-3)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         beta = 0.01  # the KL weight; 2 sigma^2 of a Gaussian decoder with sigma ~ 0.07
-        for xb in batches(steps):
+        for xb in batches(steps, enc=enc, dec=dec, opt=opt, sched=sched):
             h = enc(xb)
             if name == "vae":
                 mu, logvar = h[:, :2], h[:, 2:].clamp(-10, 10)
@@ -203,11 +214,13 @@ def train_model(name: str, data: np.ndarray, steps: int, batch: int, seed: int =
 
         return sample, parameters(enc) + parameters(dec)
     if name in ("gan", "nsgan", "lsgan", "wgan", "wgan-gp"):
-        return _train_gan(name, batches(steps), batch)
+        return _train_gan(name, lambda **objects: batches(steps, **objects), batch)
     raise ValueError(f"unknown two-moons model {name!r}")
 
 
 def _train_gan(name: str, batches, batch: int):
+    """``batches(indexed=True, **objects)``: (step, batch) pairs from where the checkpoint of
+    ``objects`` left off (:func:`train_model`)."""
     from hepgen.models.blocks.gan import gradient_penalty, lsgan_critic_loss, lsgan_generator_loss
 
     gen, disc = mlp(2, 2, HIDDEN, LAYERS), mlp(2, 1, HIDDEN, LAYERS)
@@ -223,7 +236,7 @@ def _train_gan(name: str, batches, batch: int):
         opt_d = adam(disc.parameters(), 2e-4, betas=(0.5, 0.999))
     n_critic = 5 if wasserstein else 1
     sp = nn.functional.softplus
-    for step, real in enumerate(batches):
+    for step, real in batches(indexed=True, gen=gen, disc=disc, opt_g=opt_g, opt_d=opt_d):
         fake = gen(torch.randn(batch, 2)).detach()
         r, f = disc(real), disc(fake)
         if name == "lsgan":
@@ -314,7 +327,8 @@ def run(out: str | Path, quick: bool = False, seed: int = 0, models=None, progre
     Each finished model leaves ``out/parts/NAME.npz`` (its generated points, metrics and the
     budget it was trained with), so the seed's budget (hours on one core) can be spread over
     several sessions: with ``resume`` a model whose part exists for the same budget and seed
-    is not trained again.
+    is not trained again, and a model whose training was killed continues from
+    ``out/parts/NAME.ckpt`` (saved every 5 minutes) exactly where it was.
 
     Args:
         out: output folder; quick: the reduced budget :data:`QUICK` instead of the seed's
@@ -358,11 +372,15 @@ def run(out: str | Path, quick: bool = False, seed: int = 0, models=None, progre
             from tqdm import tqdm
 
             bar = tqdm(total=steps, desc=name, leave=False, mininterval=2.0)
+        # an unfinished training of this model and budget continues with --resume
+        ck = LoopCheckpoint(parts / f"{name}.ckpt", key=f"{budget} {name} {seed + i}")
+        if not resume:
+            ck.clear()
         sample, n_par = train_model(name, scaler.fwd(train), steps, cfg["batch"], seed=seed + i,
-                                    progress=(lambda s: bar.update(1)) if bar else None)
+                                    progress=(lambda s: bar.update(1)) if bar else None, checkpoint=ck)
         if bar:
             bar.close()
-        t_train = time.perf_counter() - t1
+        t_train = time.perf_counter() - t1 + ck.earlier_seconds  # with the sessions before a resume
         n_gen = max(cfg["eval_points"], cfg["multiclass_points"])
         gen = scaler.inv(sample(n_gen, seed + 10_000 + i))
         gen = np.where(np.isfinite(gen), gen, 1e3).astype(np.float32)  # a diverged model stays visible
@@ -490,7 +508,7 @@ def _report(out: Path, metrics: dict, models: list[str]) -> None:
             f"{demo['multiclass_classes']} (flagged: {demo['multiclass_flags_it']}) while its binary AUC is "
             f"{demo['collapsed']['auc']:.3f} (flagged: {demo['binary_flags_it']}).")
     if three:
-        note += (f" Three classes (appendix A): scores " + ", ".join(f"{k} {v:.3f}" for k, v in three["score"].items())
+        note += (" Three classes (appendix A): scores " + ", ".join(f"{k} {v:.3f}" for k, v in three["score"].items())
                  + f" (collapsed flagged: {demo['three_class_flags_it']}).")
     note += f" Seed: {metrics['seed_result']}."
     figures = [{"file": "two_moons_hist2d.png", "caption": "2-D histograms: truth, every model, the collapsed sample"},

@@ -14,12 +14,19 @@ added here:
 
 Data order comes from samplers that take ``set_epoch`` (Lightning calls it each epoch)
 or from the global torch generator, so both follow from the restored counters.
+
+Hand-written loops (the toy studies, whose single models can outlast a session) get the
+same from :class:`LoopCheckpoint`: the state dicts of their networks, optimisers and
+schedulers, the step reached and the generators of :class:`RNGState`, saved every few
+minutes into one file.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -65,6 +72,72 @@ class EpochTimeLimit(Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         if self.seconds is not None and time.monotonic() - self.started >= self.seconds:
             trainer.should_stop = True
+
+
+class LoopCheckpoint:
+    """Exact resumption of a hand-written training loop::
+
+        ck = LoopCheckpoint(path, key=budget)
+        start = ck.restore(net=net, opt=opt, sched=sched)  # 0, or the step a killed run reached
+        for step in range(start, steps):
+            ck.before(step)          # saves, when due, the state after ``step`` steps
+            ...                      # draws from the global generators, optimiser step
+        ck.clear()                   # finished: the part of the result is written elsewhere
+
+    The file holds the objects' state dicts, the step and :class:`RNGState`'s generators;
+    it is written atomically (a kill while saving keeps the previous one). A file written
+    for another ``key`` (another budget, seed or model) is ignored, so a run with a new
+    budget starts afresh. ``path=None`` makes every method a no-op.
+
+    Arguments:
+        path: the checkpoint file (None: no checkpoints).
+        key: what the run is (budget, seed, model); only a file with the same key resumes.
+        every: seconds between saves (0: before every step; the tests).
+    """
+
+    def __init__(self, path: str | os.PathLike | None, key: str = "", every: float = 300.0):
+        self.path = None if path is None else Path(path)
+        self.key, self.every = str(key), float(every)
+        self.objects: dict = {}
+        self._last = self._started = time.monotonic()
+        #: seconds of training before the restored state (earlier sessions)
+        self.earlier_seconds = 0.0
+
+    def restore(self, **objects) -> int:
+        """Register the objects to save; load their state from the file if it is this run's.
+        Returns the step to continue from."""
+        self.objects = objects
+        self._last = self._started = time.monotonic()
+        self.earlier_seconds = 0.0
+        if self.path is None or not self.path.exists():
+            return 0
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        if state.get("key") != self.key or set(state["objects"]) != set(objects):
+            return 0
+        for name, obj in objects.items():
+            obj.load_state_dict(state["objects"][name])
+        RNGState().load_state_dict(state["rng"])
+        self.earlier_seconds = float(state.get("seconds", 0.0))
+        return int(state["step"])
+
+    def before(self, step: int) -> None:
+        """Called before ``step`` runs: save the state (``step`` steps done) when ``every`` has passed."""
+        if self.path is not None and step > 0 and time.monotonic() - self._last >= self.every:
+            self.save(step)
+
+    def save(self, step: int) -> None:
+        from hepgen.data.atomic import atomic_output
+
+        seconds = self.earlier_seconds + time.monotonic() - self._started
+        state = {"key": self.key, "step": int(step), "seconds": seconds, "rng": RNGState().state_dict(),
+                 "objects": {name: obj.state_dict() for name, obj in self.objects.items()}}
+        with atomic_output(self.path) as tmp:
+            torch.save(state, tmp)
+        self._last = time.monotonic()
+
+    def clear(self) -> None:
+        if self.path is not None and self.path.exists():
+            self.path.unlink()
 
 
 def keep_logs(folder) -> None:
