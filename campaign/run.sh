@@ -6,6 +6,7 @@
 #   campaign/run.sh mdma-gan-t30 caloinn-ds1-photons
 #   SEQUENTIAL=1 campaign/run.sh ipf-t30 pf-t30 apf-t30   # one after the other
 #   campaign/run.sh two-moons-full   # a method study at the seed's budget, model by model
+#   campaign/run.sh bump-hunt-full   # the OnlineFlow bump hunt at the seed's budget (hours; resumes)
 #
 # A run is campaign/RUN/ (a hepgen run folder; checkpoints/last.ckpt is its resumable
 # state, committed whenever work pauses) trained with campaign/RUN.yaml. The training
@@ -31,7 +32,7 @@ declare -A DATA=([mdma-flow-t30]=$JETS [mdma-gan-t30]=$JETS [epic-fm-t30]=$JETS
                  [event-cflow-sm]=data/events/sm)  # a folder: one --data per file in it
 # method studies at the seeds' budgets: `hepgen study NAME --resume` keeps every finished model,
 # so a study killed at MAX_TIME continues with the next unfinished model
-declare -A STUDY=([two-moons-full]=two-moons)
+declare -A STUDY=([two-moons-full]=two-moons [bump-hunt-full]=bump-hunt)
 # showers per training file (DS2: 50k, 2.6 GB of float64 voxels in memory while training)
 declare -A SHOWERS=([ds1-photons]=100000 [ds1-pions]=100000 [ds2]=50000)
 make_data() {

@@ -27,25 +27,61 @@ def test_bumphunter_finds_the_injected_bump_and_prescales_cost_sqrt_f():
 
 
 def test_online_flow_learns_from_a_stream_with_swa_and_bootstrap_weights():
-    from hepgen.training.online import OnlineFlow, train_online_ensemble
+    import torch
+
+    from hepgen.training.online import OnlineFlowEnsemble, train_online_ensemble
 
     rng = np.random.default_rng(0)
     stream = rng.exponential(1.0, 6000)
-    flows = train_online_ensemble(stream, members=2, buffer=2000, batch=250, iterations=3, lr=3e-3, progress=False,
-                                  blocks=2, hidden=16)
-    f = flows[0]
-    assert f.buffers == 3 and f.network() is f.swa.module  # averaged after the first swa_start buffers
-    y = f._encode(rng.exponential(1.0, 2000))
-    fresh = OnlineFlow(blocks=2, hidden=16, seed=5)
+    ens = train_online_ensemble(stream, members=2, buffer=2000, batch=250, iterations=3, lr=3e-3, progress=False,
+                                blocks=2, hidden=16)
+    assert ens.buffers == 3 and ens.network() is ens.swa.module  # averaged after the first swa_start buffers
+    y = torch.as_tensor(np.concatenate([np.log(rng.exponential(1.0, (2000, 1))), rng.standard_normal((2000, 3))], 1),
+                        dtype=torch.float32).expand(2, -1, -1)
+    fresh = OnlineFlowEnsemble(members=2, blocks=2, hidden=16, seed=5)
+    with torch.no_grad():
+        nll_trained = -ens.network().log_prob(y).mean(1)
+        nll_fresh = -fresh.network().log_prob(y).mean(1)
+    assert (nll_trained < nll_fresh - 0.5).all(), (nll_trained, nll_fresh)
+    a, b = ens.sample(5000, seed=1)
+    for x in (a, b):  # Exp(1): median 0.69; untrained: 1.0
+        assert x.shape == (5000,) and (x > 0).all() and 0.45 < np.median(x) < 0.9
+    assert not np.allclose(a[:100], b[:100])  # different initialisations and bootstraps
+
+
+def test_a_killed_online_ensemble_continues_at_the_next_buffer_exactly(tmp_path):
+    """The seed's budget (5M points, 100 passes per buffer) is hours on a CPU core: a killed
+    training continues from its checkpoint to the ensemble an uninterrupted run makes."""
     import torch
 
-    with torch.no_grad():
-        nll_trained = -f.network()().log_prob(y).mean().item()
-        nll_fresh = -fresh.network()().log_prob(y).mean().item()
-    assert nll_trained < nll_fresh - 0.5
-    x = f.sample(5000, seed=1)
-    assert x.shape == (5000,) and (x > 0).all() and 0.45 < np.median(x) < 0.9  # Exp(1): 0.69; untrained: 1.0
-    assert not np.allclose(flows[0].sample(100, seed=1), flows[1].sample(100, seed=1))  # different bootstraps
+    import hepgen.training.online as online
+    from hepgen.training.resume import LoopCheckpoint
+
+    stream = np.random.default_rng(1).exponential(1.0, 5000)
+    kw = dict(members=3, buffer=1000, batch=250, iterations=2, lr=3e-3, progress=False, blocks=2, hidden=8, seed=4)
+    whole = online.train_online_ensemble(stream, **kw).sample(300, seed=2)
+    calls = []
+    real = online.OnlineFlowEnsemble.train_buffer
+
+    def dies_at_the_fourth_buffer(self, x):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(self, x)
+
+    path = tmp_path / "online.ckpt"
+    online.OnlineFlowEnsemble.train_buffer = dies_at_the_fourth_buffer
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            online.train_online_ensemble(stream, checkpoint=LoopCheckpoint(path, "k", every=0), **kw)
+    finally:
+        online.OnlineFlowEnsemble.train_buffer = real
+    assert path.exists()
+    torch.manual_seed(123)
+    resumed = online.train_online_ensemble(stream, checkpoint=LoopCheckpoint(path, "k"), **kw).sample(300, seed=2)
+    assert not path.exists()
+    for u, v in zip(whole, resumed):
+        np.testing.assert_array_equal(u, v)
 
 
 def test_bump_hunt_study_writes_its_metrics(tmp_path, monkeypatch):

@@ -42,12 +42,14 @@ def bump_hunt(
     quick: bool = typer.Option(False, "--quick", help="Reduced budget (400k points, 4 flows, 4 passes): minutes."),
     seed: int = typer.Option(0, "--seed", help="Seed of the stream and the flows."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the ensemble's training saved in --out by a killed "
+                                "run of the same budget and seed (it is saved every 5 min)."),
 ) -> None:
     """OnlineFlow bump hunt (seed 001 sec. 9.2): BumpHunter significance of the full, prescaled and flow data."""
     from hepgen.studies.bump_hunt import run
 
     check_output_folder(out)
-    run(out, quick=quick, seed=seed, progress=progress, echo=typer.echo)
+    run(out, quick=quick, seed=seed, progress=progress, echo=typer.echo, resume=resume)
     typer.echo(f"report: {out / 'report.html'}")
 
 

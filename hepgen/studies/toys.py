@@ -11,9 +11,8 @@
 * :func:`classifier_auc` — the binary classifier test (seed 000 sec. 4.8.2, L1955): an MLP
   separates two samples, its ROC AUC on held-out points (0.5 = indistinguishable);
 * :func:`wasserstein1` — exact W1 between two point sets with POT (``ot.emd2``);
-* :func:`adam` — the optimiser of every toy training: ``torch.optim.Adam`` with the fused
-  kernel (one pass over all parameters instead of ~10 small operations per tensor, 1.3-1.5x
-  per step for the toys' 3 x 64 networks on one CPU thread; the same update to rounding).
+* :func:`adam` — the optimiser of every toy training (:func:`hepgen.training.optim.adam`,
+  the fused ``torch.optim.Adam``).
 """
 
 from __future__ import annotations
@@ -21,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+
+from hepgen.training.optim import adam
 
 
 def mlp(inputs: int, outputs: int, hidden: int = 64, layers: int = 3, act: type[nn.Module] = nn.LeakyReLU,
@@ -44,20 +45,6 @@ def mlp(inputs: int, outputs: int, hidden: int = 64, layers: int = 3, act: type[
     if out_act is not None:
         mods.append(out_act)
     return nn.Sequential(*mods)
-
-
-def adam(params, lr: float, betas=(0.9, 0.999), weight_decay: float = 0.0, decoupled: bool = False):
-    """Adam (``decoupled``: AdamW) with the fused implementation where torch has one.
-
-    Args:
-        params: parameters or parameter groups; lr, betas, weight_decay: as in ``torch.optim.Adam``;
-        decoupled: decoupled weight decay (AdamW) instead of L2 in the gradient.
-    """
-    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
-    try:
-        return cls(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError):  # a device or dtype without the fused kernel
-        return cls(params, lr=lr, betas=betas, weight_decay=weight_decay)
 
 
 def parameters(module: nn.Module) -> int:
