@@ -17,7 +17,7 @@ def test_gpu_script_trains_ships_and_benches_within_its_budget(fixture_dir, tmp_
     spec.loader.exec_module(module)
     out = tmp_path / "out"
     data = fixture_dir / "t.hdf5"
-    assert module.main(["--out", str(out), "--tiny", "--minutes", "0.3", "--train", str(data),
+    assert module.main(["--out", str(out), "--tiny", "--minutes", "0.15", "--train", str(data),
                         "--test", str(data)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["models"]) == {"mdma-flow", "mdma-gan"}
