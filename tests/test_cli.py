@@ -1,7 +1,6 @@
 """The hepgen command as a user runs it: real runs on tiny files and bad input."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
