@@ -108,6 +108,36 @@ def test_calochallenge_features_by_hand():
         assert calochallenge_inputs(f).shape == (1, width) == (1, len(calochallenge_names(f)))
 
 
+def test_calochallenge_vector_in_the_official_column_order():
+    """One DS1-photon shower with hand-placed voxels, checked column by column against the
+    order of the challenge's prepare_high_data_for_classifier: log E_inc, log E_layer (L),
+    eta centres, phi centres, eta widths, phi widths (L_alpha each), log E_tot, sparsity (L),
+    r centres (L), r widths (L); lengths over 100 mm, empty layers -8 / 0."""
+    geo = load_geometry("ds1-photons")
+    shower = np.zeros((1, geo.num_voxels))
+    # layer 0 (8 r bins, no angular bins; r edges 0, 5, 10, 30 mm): 10 MeV at r = 7.5, 30 MeV at r = 20
+    shower[0, 1], shower[0, 2] = 10.0, 30.0
+    # layer 1 (10 alpha x 16 r bins, r edges 0, 2, 4, 6): 20 MeV at r = 5 in the alpha bins centred on
+    # +pi/2 (bin 7: x = 0, y = +5 mm) and -pi/2 (bin 2: x = 0, y = -5 mm)
+    shower[0, 8 + 7 * 16 + 2], shower[0, 8 + 2 * 16 + 2] = 20.0, 20.0
+    # layer 2 empty; layer 3 (5 r bins, edges 0, 50, 100): 50 MeV at r = 75; layer 12 empty
+    shower[0, 358 + 1] = 50.0
+    x = calochallenge_inputs(HighLevelFeatures((np.array([1000.0]), shower), geo))[0]
+    w0 = np.sqrt((10 * 7.5**2 + 30 * 20.0**2) / 40 - ((10 * 7.5 + 30 * 20) / 40) ** 2)  # 5.4127 mm
+    expected = np.concatenate([
+        [3.0],                                                          # log10(E_inc / MeV)
+        np.log10(np.array([40.0, 40.0, 0.0, 50.0, 0.0]) + 1e-8),       # log10(E_layer + 1e-8), layers 0 1 2 3 12
+        [0.0, 0.0], [0.0, 0.0],                                         # eta, phi centres of layers 1, 2
+        [0.0, 0.0], [0.05, 0.0],                                        # eta, phi widths of layers 1, 2
+        [np.log10(130.0 + 1e-8)],                                       # log10(E_tot + 1e-8)
+        [1 - 2 / 8, 1 - 2 / 160, 1.0, 1 - 1 / 5, 1.0],                  # sparsity
+        [(10 * 7.5 + 30 * 20) / 40 / 100, 0.05, 0.0, 0.75, 0.0],        # r centres / 100 mm
+        [w0 / 100, 0.0, 0.0, 0.0, 0.0],                                 # r widths / 100 mm
+    ])
+    assert x.shape == expected.shape == (30,)
+    np.testing.assert_allclose(x, expected, rtol=1e-12, atol=1e-6)  # widths of one spot: E[x^2] - E[x]^2 ~ 1e-7
+
+
 # -- the cut and the raw inputs -------------------------------------------------------------
 def test_cut_zeroes_voxels_below_1_mev_in_both_samples(ds1_files, tmp_path):
     sample = read_showers(ds1_files / "a.h5")

@@ -20,8 +20,9 @@ the report):
 * ``calochallenge``: the recipe of the challenge's 2024-25 ``evaluate.py``, to compare with
   its published table: voxels below :data:`CALOCHALLENGE_CUT_MEV` set to 0 in both samples
   (1 MeV for DS1); the 30-feature vector of DS1 photons
-  (:func:`~hepgen.metrics.calo.calochallenge_inputs`: log E_inc, log E_tot and per layer
-  energy, sparsity, centres and widths in r, and in eta/phi where binned in angle) for
+  (:func:`~hepgen.metrics.calo.calochallenge_inputs`, in the challenge's column order: log
+  E_inc, log E_layer, eta/phi centres and widths where binned in angle, log E_tot, and per
+  layer the sparsity and the centre and width in r) for
   the high-level classifier and FPD/KPD; raw classifier inputs (log10 E_inc/MeV,
   voxels / E_inc), the epoch of the best validation accuracy, the AUC after isotonic
   calibration on the validation split, reported on the test split

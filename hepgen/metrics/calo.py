@@ -416,38 +416,48 @@ def high_level_names(features: HighLevelFeatures) -> list[str]:
 
 def calochallenge_inputs(features: HighLevelFeatures) -> np.ndarray:
     """The high-level feature vector of the 2024-25 CaloChallenge evaluation (high-level
-    classifier and FPD/KPD), float64 ``(N, 2 + 4 L + 4 L_alpha)``, in this order:
+    classifier and FPD/KPD), float64 ``(N, 2 + 4 L + 4 L_alpha)``, in the column order of
+    the challenge's ``evaluate.py`` (``prepare_high_data_for_classifier``):
 
-    * ``log10(E_inc / MeV)`` (the condition, as in the challenge's low-level inputs),
+    * ``log10(E_inc / MeV)``,
+    * ``log10(E_layer + 1e-8)`` of every read-out layer (L),
+    * the centres in eta (x), then in phi (y), then the widths in eta, then in phi of the
+      angularly binned layers (4 x L_alpha), divided by 100 mm,
     * ``log10(E_tot + 1e-8)``,
-    * per read-out layer (all L): ``log10(E_layer + 1e-8)``, the sparsity (fraction of
-      empty voxels), the energy-weighted centre and width in r divided by 100 mm,
-    * per angularly binned layer (L_alpha): the centres in eta (x) and phi (y) and the
-      widths in eta and phi, divided by 100 mm.
+    * the sparsity (fraction of voxels without energy) of every layer (L),
+    * the energy-weighted centre in r, then the width in r of every layer (2 x L),
+      divided by 100 mm.
 
-    For DS1 photons (5 layers, 2 of them binned in angle) that is 2 + 20 + 8 = 30 columns,
-    the count of the official evaluation; DS1 pions 2 + 28 + 16 = 46; DS2/DS3 (45 layers,
-    all binned in angle) 362. Layers without angular bins get no eta/phi entries because
-    there the eta/phi centre is the bin centre whatever the shower does (the challenge's
-    ``HighLevelFeatures`` computes centres only for ``layersBinnedInAlpha``); the radial
-    moments exist for every layer. Empty layers give centre and width 0 and
-    ``log10(1e-8) = -8``, as there."""
+    That is the classic 1 + L + 4 L_alpha vector of :func:`high_level_inputs` (with E_inc
+    in MeV) followed by 1 + 3 L columns. For DS1 photons (5 layers, 2 of them binned in
+    angle) that is 2 + 20 + 8 = 30 columns; DS1 pions 2 + 28 + 16 = 46; DS2/DS3 (45
+    layers, all binned in angle) 362. Layers without angular bins get no eta/phi entries
+    (the challenge's ``HighLevelFeatures`` computes them only for ``layersBinnedInAlpha``);
+    the radial moments exist for every layer. Empty layers give centre and width 0 (the
+    challenge divides by ``E_layer + 1e-16``) and ``log10(1e-8) = -8``, as there. The
+    order does not change FPD or KPD (both are invariant under a common permutation of
+    the features) but fixes which weights of the classifier's first layer meet which
+    feature, as in the challenge."""
     a = features.alpha_layers
-    parts = [np.log10(features.e_inc)[:, None], np.log10(features.e_tot + 1e-8)[:, None]]
-    parts += [np.log10(features.e_layer + 1e-8), features.sparsity,
-              features.center_r / 1e2, features.width_r / 1e2]
-    parts += [features.center_x[:, a] / 1e2, features.center_y[:, a] / 1e2,
-              features.width_x[:, a] / 1e2, features.width_y[:, a] / 1e2]
-    return np.concatenate(parts, axis=1)
+    return np.concatenate([
+        np.log10(features.e_inc)[:, None],
+        np.log10(features.e_layer + 1e-8),
+        features.center_x[:, a] / 1e2, features.center_y[:, a] / 1e2,
+        features.width_x[:, a] / 1e2, features.width_y[:, a] / 1e2,
+        np.log10(features.e_tot + 1e-8)[:, None],
+        features.sparsity,
+        features.center_r / 1e2, features.width_r / 1e2,
+    ], axis=1)
 
 
 def calochallenge_names(features: HighLevelFeatures) -> list[str]:
     """Column names of :func:`calochallenge_inputs`."""
     ids = features.layer_ids
     alpha_ids = ids[features.alpha_layers]
-    return (["log_e_inc", "log_e_tot"]
-            + [f"{n}_{i}" for n in ("log_e_layer", "sparsity", "center_r", "width_r") for i in ids]
-            + [f"{n}_{i}" for n in ("center_eta", "center_phi", "width_eta", "width_phi") for i in alpha_ids])
+    return (["log_e_inc"] + [f"log_e_layer_{i}" for i in ids]
+            + [f"{n}_{i}" for n in ("center_eta", "center_phi", "width_eta", "width_phi") for i in alpha_ids]
+            + ["log_e_tot"]
+            + [f"{n}_{i}" for n in ("sparsity", "center_r", "width_r") for i in ids])
 
 
 # ---------------------------------------------------------------------------------------
