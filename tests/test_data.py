@@ -100,6 +100,24 @@ def test_missing_and_non_hdf5_files(tmp_path):
         read_jets(tmp_path / "text.h5")
 
 
+@pytest.mark.parametrize("reader", ["read_dijets", "read_hits"])
+def test_dijet_and_hit_readers_name_missing_and_non_hdf5_files(tmp_path, reader):
+    """Both readers open their file through hepgen.data.h5.open_h5: the same two messages."""
+    import importlib
+
+    read = getattr(importlib.import_module(f"hepgen.data.{reader.split('_')[1]}"), reader)
+    with pytest.raises(InputFileError) as info:
+        read(tmp_path / "nope.h5")
+    assert str(info.value) == f"{tmp_path / 'nope.h5'}: no such file"
+    with pytest.raises(InputFileError) as info:
+        read(tmp_path)
+    assert str(info.value) == f"{tmp_path}: no such file"
+    (tmp_path / "text.h5").write_text("not hdf5")
+    with pytest.raises(InputFileError) as info:
+        read(tmp_path / "text.h5")
+    assert str(info.value) == f"{tmp_path / 'text.h5'}: not an HDF5 file" and info.value.__cause__ is None
+
+
 def test_failed_write_keeps_old_file(tmp_path, fixture_dir, monkeypatch):
     s = read_jets(fixture_dir / "t.hdf5")
     target = write_jets(s, tmp_path / "keep.h5")

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from hepgen.data.atomic import atomic_output
+from hepgen.data.h5 import open_h5
 from hepgen.errors import InputFileError, InvalidDataError, OptionError
 
 COLUMNS = ("mjj", "mj1", "delta_mj", "tau21_j1", "tau21_j2")
@@ -150,14 +151,8 @@ def read_dijets(path: str | os.PathLike, num: int | None = None) -> DijetSample:
     import h5py
 
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise InputFileError(f"{path}: not an HDF5 file") from None
     sl = slice(None) if num is None else slice(0, int(num))
-    with f:
+    with open_h5(path) as f:
         attrs = {k: (v.item() if hasattr(v, "item") and np.ndim(v) == 0 else v) for k, v in f.attrs.items()}
         label = f["label"][sl] if "label" in f else None
         if "features" in f and "columns" in f["features"].attrs:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from hepgen.data.atomic import atomic_output
+from hepgen.data.h5 import open_h5
 from hepgen.errors import InputFileError, InvalidDataError
 
 
@@ -79,16 +80,8 @@ def write_hits(sample: HitSample, path: str | os.PathLike, attrs: dict | None = 
 
 def read_hits(path: str | os.PathLike, num: int | None = None) -> HitSample:
     """The hit clouds in ``path`` (the first ``num`` when given)."""
-    import h5py
-
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise InputFileError(f"{path}: not an HDF5 file") from None
-    with f:
+    with open_h5(path) as f:
         missing = [k for k in ("hits", "mask") if k not in f]
         if missing:
             raise InputFileError(f"{path}: not a hit-cloud file (missing {', '.join(missing)})")
