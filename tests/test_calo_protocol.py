@@ -267,7 +267,8 @@ def test_file_rows_read_what_was_written(tmp_path):
 @pytest.mark.parametrize("protocol", ["hepgen", "calochallenge"])
 def test_streamed_evaluation_equals_the_in_memory_one(ds1_files, tmp_path, protocol):
     kw = dict(protocol=protocol, classifier_epochs=3, classifier_runs=2, classifiers=("low", "high", "low_normed"),
-              plots=False, echo=lambda *a: None, progress=False, classifier_options={"batch_size": 100})
+              plots=False, echo=lambda *a: None, progress=False,
+              classifier_options={"batch_size": 100, "hidden": (64, 64)})  # narrow: the streaming is under test
     streamed = evaluate_calo(ds1_files / "a.h5", ds1_files / "b.h5", tmp_path / "s", stream=True, **kw).metrics
     memory = evaluate_calo(ds1_files / "a.h5", ds1_files / "b.h5", tmp_path / "m", stream=False, **kw).metrics
     assert streamed["info"]["stream"] and not memory["info"]["stream"]
@@ -320,3 +321,33 @@ def test_fpd_of_long_feature_vectors_in_bounded_chunks(monkeypatch):
     monkeypatch.setattr(calo, "MOMENT_VALUES", 465 * 100)  # 30 features: 465 pairs -> chunks of 100 rows
     chunked = calo.fpd(a, b, 600, 1200)
     assert chunked[0] == pytest.approx(whole[0], rel=1e-6) and chunked[1] == pytest.approx(whole[1], rel=1e-4)
+
+
+def test_calochallenge_classifier_network_and_split_sizes():
+    """The 2024-25 evaluate.py: DNN(num_layer=2, num_hidden=2048) is 3 hidden layers of 2048,
+    float64, and ttv_split(..., dataset=...) keeps 80,000 / 20,000 showers per sample for
+    training / epoch selection (60,000 / 20,000 for DS2, DS3) and reports on the rest."""
+    from hepgen.evaluate.calo import protocol_classifier
+
+    photons, ds2 = load_geometry("ds1-photons"), load_geometry("ds2")
+    r = protocol_classifier("calochallenge", photons, 121_000)
+    assert r["hidden"] == (2048, 2048, 2048) and r["dropout"] == 0.0 and r["dtype"] == "float64"
+    assert (r["lr"], r["batch_size"], r["select"], r["standardise"]) == (2e-4, 1000, "accuracy", False)
+    assert r["split_counts"] == (80_000, 20_000)
+    assert protocol_classifier("calochallenge", load_geometry("ds1-pions"), 120_800)["split_counts"] == (80_000, 20_000)
+    assert protocol_classifier("calochallenge", ds2, 100_000)["split_counts"] == (60_000, 20_000)
+    # too small for the fixed sizes (the official script cannot run there): 60/20/20 fractions
+    assert "split_counts" not in protocol_classifier("calochallenge", photons, 100_001)
+    assert "split_counts" not in protocol_classifier("calochallenge", ds2, 400)
+    assert "split_counts" not in protocol_classifier("calochallenge", photons, 121_000, {"split": (0.5, 0.25, 0.25)})
+    assert protocol_classifier("hepgen", photons, 121_000) == {}
+    # the sizes reach the classifier: 121 showers per sample with counts (80, 20) -> 80 / 20 / 21
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(121, 3)), rng.normal(size=(130, 3)) + 0.5
+    kw = dict(epochs=1, runs=1, hidden=(4,), batch_size=50, device="cpu", seed=0)
+    res = classifier_auc(a, b, split_counts=(80, 20), **kw)
+    assert res.split_sizes == (80, 20, 21)
+    assert len(res.outputs_real[0]) == len(res.outputs_gen[0]) == 21
+    assert classifier_auc(a, b, **kw).split_sizes == (72, 24, 25)  # int(0.6 n), int(0.2 n), rest
+    with pytest.raises(Exception, match="split_counts"):
+        classifier_auc(a, b, split_counts=(100, 20), **kw)

@@ -24,8 +24,10 @@ the report):
   E_inc, log E_layer, eta/phi centres and widths where binned in angle, log E_tot, and per
   layer the sparsity and the centre and width in r) for
   the high-level classifier and FPD/KPD; raw classifier inputs (log10 E_inc/MeV,
-  voxels / E_inc), the epoch of the best validation accuracy, the AUC after isotonic
-  calibration on the validation split, reported on the test split
+  voxels / E_inc) to a float64 MLP of 3 x 2048 nodes, training/selection splits of the
+  challenge's fixed sizes (80k/20k showers for DS1, 60k/20k for DS2/DS3, the rest
+  reported; :data:`CALOCHALLENGE_SPLIT`), the epoch of the best validation accuracy, the
+  AUC after isotonic calibration on the validation split, reported on the test split
   (:data:`PROTOCOL_CLASSIFIER`); E_tot/E_inc per energy with the challenge's bins.
 
 The separation powers of all other histograms use hepgen's binning in both protocols.
@@ -97,10 +99,11 @@ PROTOCOLS = {
               "log10 E_layer, eta/phi centres and widths), standardised classifier inputs, epoch of lowest "
               "validation loss, raw-output AUC",
     "calochallenge": "the CaloChallenge evaluate.py recipe (2024-25): voxels below the challenge threshold set to 0, "
-                     "high-level vector of log E_inc, log E_tot and per layer energy, sparsity, r/eta/phi "
-                     "centres and widths (30 for DS1 photons), raw classifier inputs (log10 E_inc/MeV, "
-                     "voxels/E_inc), epoch of best validation accuracy, AUC after isotonic calibration on "
-                     "the validation split, E_tot/E_inc per energy with the challenge's bins",
+                     "high-level vector of log E_inc, per layer energy, eta/phi centres and widths, log E_tot, "
+                     "per layer sparsity and r centre and width (30 for DS1 photons), raw classifier inputs "
+                     "(log10 E_inc/MeV, voxels/E_inc), float64 MLP 3 x 2048, fixed train/selection split sizes "
+                     "(80k/20k DS1, 60k/20k DS2/DS3), epoch of best validation accuracy, AUC after isotonic "
+                     "calibration on the validation split, E_tot/E_inc per energy with the challenge's bins",
 }
 #: Voxel threshold (MeV) of the calochallenge protocol when --cut is not given: 1 MeV for
 #: DS1 (measured side by side with the official evaluate.py), the datasets' read-out
@@ -108,14 +111,24 @@ PROTOCOLS = {
 #: checked side by side); no threshold for geometries outside the challenge.
 CALOCHALLENGE_CUT_MEV = {"ds1-photons": 1.0, "ds1-pions": 1.0, "ds2": 0.5e-3 / 0.033, "ds3": 0.5e-3 / 0.033}
 #: Classifier recipe of each protocol (options of :func:`hepgen.metrics.calo.classifier_auc`,
-#: overridden by ``classifier_options``). The challenge trains in float64 (torch's default
-#: dtype there); float32 here unless ``dtype="float64"`` is asked for: the difference is
-#: rounding, at twice the CPU time.
+#: overridden by ``classifier_options``). The challenge's 2024-25 ``evaluate.py``: a DNN of
+#: 3 hidden layers of 2048 nodes (its ``--cls_n_hidden 2048``, ``--cls_n_layer 2`` plus the
+#: input layer), leaky ReLU, no dropout, Adam lr 2e-4, batches of 1000, 50 epochs, in
+#: float64 (torch's default dtype there; ``dtype="float32"`` halves time and scratch disk at
+#: the price of rounding), split sizes :data:`CALOCHALLENGE_SPLIT`.
 PROTOCOL_CLASSIFIER = {
     "hepgen": {},
     "calochallenge": {"standardise": False, "select": "accuracy", "calibrated_auc": True, "batch_size": 1000,
-                      "lr": 2e-4, "hidden": (512, 512, 512), "dropout": 0.0, "split": (0.6, 0.2, 0.2)},
+                      "lr": 2e-4, "hidden": (2048, 2048, 2048), "dropout": 0.0, "dtype": "float64",
+                      "split": (0.6, 0.2, 0.2)},
 }
+#: Showers per sample in the challenge's training and epoch-selection/calibration splits
+#: (its ``ttv_split(..., dataset=...)``); the rest of the sample is the split whose AUC is
+#: reported (21,000 of DS1 photons' 121,000 test showers, 20,800 of the pions' 120,800,
+#: 20,000 of DS2/DS3's 100,000). Smaller samples (where the official script cannot run)
+#: fall back to the 60/20/20 fractions of the challenge's earlier versions.
+CALOCHALLENGE_SPLIT = {"ds1-photons": (80_000, 20_000), "ds1-pions": (80_000, 20_000),
+                       "ds2": (60_000, 20_000), "ds3": (60_000, 20_000)}
 
 CLASSIFIERS = ("low", "high", "low_normed")
 CLASSIFIER_TITLES = {"low": "low-level (voxels / E_inc)", "high": "high-level features",
@@ -564,6 +577,20 @@ def _scan(chunks: Iterable, geo: CaloGeometry, row_specs: dict, scratch: Path | 
     return _Scan(features, total / n, _merge_grid(grid_parts) if grid_parts else None, rows)
 
 
+def protocol_classifier(protocol: str, geometry: CaloGeometry, n: int, options: dict | None = None) -> dict:
+    """Options of :func:`~hepgen.metrics.calo.classifier_auc` for a protocol, a geometry and
+    ``n`` showers per sample: :data:`PROTOCOL_CLASSIFIER` with ``options`` on top; for the
+    calochallenge protocol the challenge's fixed split sizes (:data:`CALOCHALLENGE_SPLIT`)
+    where the samples hold them and leave at least 2 showers to report on, unless
+    ``options`` sets ``split`` or ``split_counts``."""
+    recipe = {**PROTOCOL_CLASSIFIER[protocol], **(options or {})}
+    if protocol == "calochallenge" and not {"split", "split_counts"} & set(options or {}):
+        counts = CALOCHALLENGE_SPLIT.get(geometry.name)
+        if counts is not None and n - sum(counts) >= 2:
+            recipe["split_counts"] = counts
+    return recipe
+
+
 def protocol_cut(protocol: str, geometry: CaloGeometry) -> float:
     """The voxel threshold (MeV) a protocol applies when ``--cut`` is not given."""
     if protocol == "calochallenge":
@@ -640,7 +667,7 @@ def evaluate_calo(
         raise InvalidDataError(f"need at least 4 showers per sample, got {n_real} and {n_gen}")
     cut = protocol_cut(protocol, geo) if cut is None else float(cut)
     run_classifiers = bool(classifier_runs and classifiers)
-    recipe = {**PROTOCOL_CLASSIFIER[protocol], **(classifier_options or {})}
+    recipe = protocol_classifier(protocol, geo, n_cls, classifier_options)
     dtype = recipe.get("dtype", "float32")
     energy_unit = 1.0 if protocol == "calochallenge" else 1e3
     row_specs = {kind: (kind == "low_normed", energy_unit, dtype)
@@ -699,7 +726,8 @@ def evaluate_calo(
         "stream": bool(stream), "flag_threshold": flag_threshold, "separation_power_max_key": f"sep_{worst}",
         "high_level_features": _high_level_names(f_real, protocol),
         "classifier": {"epochs": classifier_epochs, "runs": classifier_runs, "kinds": list(cls_results),
-                       "best_epochs": {k: r.best_epochs for k, r in cls_results.items()}, **cls_info},
+                       "best_epochs": {k: r.best_epochs for k, r in cls_results.items()},
+                       "split_sizes": {k: list(r.split_sizes) for k, r in cls_results.items()}, **cls_info},
         "separation_power_floor": {f"sep_{k}": round(s.floor, 6) for k, s in seps.items()},
         "per_energy": {f"{e:.0f}": {"n_real": int(s.counts_real.sum()), "n_gen": int(s.counts_gen.sum()),
                                     "floor": round(s.floor, 6)} for e, s in per_energy.items()},

@@ -26,9 +26,10 @@ voxel energies ``(N, voxels)``, both MeV, in the voxel order of
 * :func:`per_energy_separations` -- E_tot/E_inc per discrete incident energy (DS1), with
   hepgen's binning or the challenge's ``hist`` mode.
 * :func:`classifier_auc` -- the challenge's classifier test: an MLP (3 hidden layers of
-  512, leaky ReLU as in the challenge's ``evaluate.py``, optional dropout, Adam with lr
-  2e-4, batches of 1000, binary cross-entropy) trained to tell reference (label 1) from
-  generated (label 0) showers on a 60/20/20 train/validation/test split. hepgen's recipe
+  512 by default, 2048 in the challenge's 2024-25 ``evaluate.py``; leaky ReLU, optional
+  dropout, Adam with lr 2e-4, batches of 1000, binary cross-entropy) trained to tell
+  reference (label 1) from generated (label 0) showers on a 60/20/20
+  train/validation/test split (or fixed split sizes, ``split_counts``). hepgen's recipe
   standardises the inputs with the training split's mean and std and keeps the epoch
   with the lowest validation loss; the challenge's (``standardise=False,
   select="accuracy", calibrated_auc=True``) feeds the raw inputs, keeps the epoch of the
@@ -723,7 +724,8 @@ class ClassifierResult:
 
     ``aucs``: the reported test AUCs (after isotonic calibration on the validation split
     when the classifier was run with ``calibrated_auc``, else of the raw outputs);
-    ``raw_aucs``: always those of the raw outputs. ``outputs_*``: classifier outputs
+    ``raw_aucs``: always those of the raw outputs. ``split_sizes``: showers of each sample
+    in the train, validation and test split. ``outputs_*``: classifier outputs
     C = P(reference | shower) on the test showers; ``calibrated_*``: the same after
     isotonic calibration on the validation split (equal to the raw outputs when
     calibration is off).
@@ -737,6 +739,7 @@ class ClassifierResult:
     calibrated_real: list[np.ndarray] = field(repr=False)
     calibrated_gen: list[np.ndarray] = field(repr=False)
     raw_aucs: list[float] = field(default_factory=list)
+    split_sizes: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def value(self) -> float:
@@ -960,6 +963,7 @@ def classifier_auc(
     batch_size: int = 1000,
     activation: str = "leaky_relu",
     split: Sequence[float] = (0.6, 0.2, 0.2),
+    split_counts: Sequence[int] | None = None,
     calibrate: bool = True,
     standardise: bool = True,
     select: str = "loss",
@@ -978,7 +982,10 @@ def classifier_auc(
     neither sample has to be in memory; both give the same numbers for the same rows.
 
     Each run draws (with ``seed`` and the run number) equally many showers of both samples
-    (the smaller sample size), splits each 60/20/20 into train/validation/test, trains for
+    (the smaller sample size), splits each into train/validation/test by the fractions
+    ``split`` (60/20/20) or, with ``split_counts = (n_train, n_val)``, into that many
+    training and validation showers and the rest for the test (the challenge's fixed
+    sizes, e.g. 80,000 / 20,000 / rest for DS1), trains for
     ``epochs`` epochs (Adam, binary cross-entropy, batches drawn afresh each epoch) and
     keeps the parameters of the epoch chosen on the validation split. Two recipes:
 
@@ -986,7 +993,8 @@ def classifier_auc(
       (``standardise``), the epoch of the lowest validation loss (``select="loss"``), the
       AUC of the raw test outputs, float32;
     * the CaloChallenge ``evaluate.py`` (``standardise=False, select="accuracy",
-      calibrated_auc=True``, its ``dtype="float64"`` optional): raw inputs, the first epoch
+      calibrated_auc=True, hidden=(2048, 2048, 2048), dtype="float64"``, its fixed
+      ``split_counts``; see :data:`hepgen.evaluate.calo.PROTOCOL_CLASSIFIER`): raw inputs, the first epoch
       of the highest validation accuracy (training stops early at accuracy 1), an isotonic
       calibration fitted on the validation outputs, and the AUC and JSD of the calibrated
       test outputs.
@@ -1018,8 +1026,14 @@ def classifier_auc(
     np_dtype = np.dtype(dtype)
     torch_dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
     n = min(len(real), len(gen))
-    split = np.asarray(split, dtype=np.float64) / np.sum(split)
-    n_train, n_val = int(n * split[0]), int(n * split[1])
+    if split_counts is not None:
+        n_train, n_val = (int(c) for c in split_counts)
+        if n - n_train - n_val < 2 or min(n_train, n_val) < 2:
+            raise InvalidDataError(f"split_counts {n_train} + {n_val} leave {n - n_train - n_val} of {n} showers "
+                                   "per sample for the test split (at least 2 needed)")
+    else:
+        split = np.asarray(split, dtype=np.float64) / np.sum(split)
+        n_train, n_val = int(n * split[0]), int(n * split[1])
     n_test = n - n_train - n_val
     if min(n_train, n_val, n_test) < 2:
         raise InvalidDataError(f"the classifier test needs at least 10 showers per sample, got {n}")
@@ -1071,7 +1085,7 @@ def classifier_auc(
         with torch.no_grad():
             return torch.cat([model(x).squeeze(1) for x in data.blocks()])
 
-    result = ClassifierResult([], [], [], [], [], [], [], [])
+    result = ClassifierResult([], [], [], [], [], [], [], [], split_sizes=(n_train, n_val, n_test))
     for run in range(runs):
         rng = np.random.default_rng([seed, run])
         idx_r = rng.permutation(len(real))[:n]
