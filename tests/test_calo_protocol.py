@@ -351,3 +351,27 @@ def test_calochallenge_classifier_network_and_split_sizes():
     assert classifier_auc(a, b, **kw).split_sizes == (72, 24, 25)  # int(0.6 n), int(0.2 n), rest
     with pytest.raises(Exception, match="split_counts"):
         classifier_auc(a, b, split_counts=(100, 20), **kw)
+
+
+def test_calochallenge_fpd_kpd_are_jetnets_default_calls(ds1_files, tmp_path):
+    """The challenge calls jetnet.evaluation.fpd(reference, generated) and kpd(...) with their
+    defaults on the high-level vector of the cut showers: batches of 20k-50k (FPD) and 5000
+    (KPD) showers drawn with replacement, seed 42, even from 400 showers."""
+    import warnings
+
+    from jetnet.evaluation import fpd as jetnet_fpd, kpd as jetnet_kpd
+
+    m = evaluate_calo(ds1_files / "a.h5", ds1_files / "b.h5", tmp_path / "cc", protocol="calochallenge",
+                      classifier_runs=0, plots=False, echo=lambda *a: None).metrics
+    vectors = []
+    for name in ("a.h5", "b.h5"):
+        s = read_showers(ds1_files / name)
+        cut = np.where(s.showers < 1.0, 0.0, s.showers)
+        vectors.append(calochallenge_inputs(HighLevelFeatures((s.incident_energies, cut), s.geometry)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f_val, f_err = jetnet_fpd(*vectors)
+        k_val, k_err = jetnet_kpd(*vectors)
+    assert m["fpd"]["value"] == pytest.approx(f_val, rel=1e-6) and m["fpd"]["error"] == pytest.approx(f_err, rel=1e-4)
+    assert m["kpd"]["value"] == pytest.approx(k_val, rel=1e-6, abs=1e-12)
+    assert m["kpd"]["error"] == pytest.approx(k_err, rel=1e-6, abs=1e-12)

@@ -1218,10 +1218,16 @@ def _single_blas_thread():
     return threadpool_limits(1, user_api="blas")
 
 
-def physics_distances(real_features, gen_features, seed: int = 42) -> dict[str, dict[str, float]]:
+def physics_distances(real_features, gen_features, seed: int = 42,
+                      jetnet_defaults: bool = False) -> dict[str, dict[str, float]]:
     """FPD (:func:`fpd`) and KPD (:func:`hepgen.metrics.jets.kpd`) of two high-level feature
-    arrays, jetnet's definitions. jetnet's batch sizes (FPD 20k-50k, KPD 5000) are capped at
-    the smaller sample size (FPD from half of it); batches are drawn with replacement."""
+    arrays, jetnet's definitions; batches are drawn with replacement.
+
+    By default jetnet's batch sizes (FPD 20k-50k, KPD 5000) are capped at the smaller
+    sample size (FPD from half of it). ``jetnet_defaults``: jetnet's sizes whatever the
+    sample sizes, as the CaloChallenge's ``jetnet.evaluation.fpd(reference, generated)``
+    and ``kpd(reference, generated)`` calls draw them (the same numbers for samples of
+    50,000 or more)."""
     import warnings
 
     x = np.asarray(real_features, dtype=np.float64)
@@ -1229,10 +1235,14 @@ def physics_distances(real_features, gen_features, seed: int = 42) -> dict[str, 
     n = min(len(x), len(y))
     if n < 4:
         raise InvalidDataError(f"FPD/KPD need at least 4 showers per sample, got {n}")
-    max_samples = min(50_000, n)
-    min_samples = min(20_000, max(2, max_samples // 2))
+    if jetnet_defaults:
+        min_samples, max_samples, kpd_batch = 20_000, 50_000, 5_000
+    else:
+        max_samples = min(50_000, n)
+        min_samples = min(20_000, max(2, max_samples // 2))
+        kpd_batch = min(5_000, n)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         v, e = fpd(x, y, min_samples=min_samples, max_samples=max_samples, seed=seed)
-        kv, ke = jets.kpd(x, y, batch_size=min(5_000, n), seed=seed)
+        kv, ke = jets.kpd(x, y, batch_size=kpd_batch, seed=seed)
     return {"fpd": {"value": v, "error": e}, "kpd": {"value": kv, "error": ke}}
