@@ -375,3 +375,27 @@ def test_calochallenge_fpd_kpd_are_jetnets_default_calls(ds1_files, tmp_path):
     assert m["fpd"]["value"] == pytest.approx(f_val, rel=1e-6) and m["fpd"]["error"] == pytest.approx(f_err, rel=1e-4)
     assert m["kpd"]["value"] == pytest.approx(k_val, rel=1e-6, abs=1e-12)
     assert m["kpd"]["error"] == pytest.approx(k_err, rel=1e-6, abs=1e-12)
+
+
+def test_calochallenge_cut_at_the_threshold():
+    """evaluate.py: showers = np.where(showers < min_energy, 0, showers) on both samples before
+    every metric, min_energy 1 MeV for DS1, 0.5 keV / 0.033 for DS2 and DS3: a voxel exactly
+    at the threshold stays, one just below goes."""
+    from hepgen.evaluate.calo import protocol_cut
+    from hepgen.metrics.calo import apply_cut
+
+    assert protocol_cut("calochallenge", load_geometry("ds1-photons")) == 1.0
+    assert protocol_cut("calochallenge", load_geometry("ds1-pions")) == 1.0
+    assert protocol_cut("calochallenge", load_geometry("ds2")) == 0.5e-3 / 0.033
+    assert protocol_cut("hepgen", load_geometry("ds1-photons")) == 0.0
+    geo = load_geometry("ds1-photons")
+    shower = np.zeros((1, geo.num_voxels))
+    shower[0, :4] = [np.nextafter(1.0, 0.0), 1.0, np.nextafter(1.0, 2.0), 5.0]  # layer 0: below, at, above
+    np.testing.assert_array_equal(apply_cut(shower, 1.0)[0, :4], [0.0, 1.0, np.nextafter(1.0, 2.0), 5.0])
+    h = HighLevelFeatures((np.array([1e3]), shower), geo, cut=1.0)
+    assert h.e_layer[0, 0] == 1.0 + np.nextafter(1.0, 2.0) + 5.0 and h.sparsity[0, 0] == 1 - 3 / 8
+    t = 0.5e-3 / 0.033
+    g2 = load_geometry("ds2")
+    s2 = np.zeros((1, g2.num_voxels))
+    s2[0, :3] = [np.nextafter(t, 0.0), t, 0.02]
+    np.testing.assert_array_equal(apply_cut(s2, t)[0, :3], [0.0, t, 0.02])
