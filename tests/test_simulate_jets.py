@@ -74,3 +74,21 @@ def test_bad_options(kwargs, message):
 def test_unreachable_scheduler_is_a_clear_error():
     with pytest.raises(OptionError, match="cannot reach Dask scheduler"):
         generate_jets("t", 10, 30, scheduler="tcp://127.0.0.1:9", progress=False)
+
+
+def test_matched_jet_loop_gives_up_after_max_events_naming_the_jets():
+    """The loop shared by the jet and dark-jet producers stops after ``max_events`` tries."""
+    from hepgen.simulate.jetmatching import delta_r, simulate_matched_jets
+
+    class NoEvents:  # every event fails
+        calls = 0
+
+        def next(self):
+            NoEvents.calls += 1
+            return False
+
+    with pytest.raises(RuntimeError) as info:
+        simulate_matched_jets(NoEvents(), 3, 30, radius=0.8, targets=lambda e: [(0.0, 0.0)], visible=lambda p: True,
+                              pt_min=100.0, accept=lambda j: True, max_events=7, what="t jets matched")
+    assert str(info.value) == "only 0 of 3 t jets matched in 7 events" and NoEvents.calls == 7
+    assert delta_r(0.0, 3.0, 0.0, -3.0) == pytest.approx(2 * np.pi - 6.0)  # phi wrapped

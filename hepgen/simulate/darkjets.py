@@ -27,7 +27,8 @@ over all dark mesons r_inv = 0.74 in 40 events (0.63 with 0.75).
 Hepgen differs from the seed's recipe (MadGraph + Pythia 8.2 + Delphes) in using Pythia for
 the hard process and no detector: all visible final-state particles (no neutrinos, no
 Hidden Valley particles) are clustered with anti-kT R = 0.8 (FastJet), taken massless as
-in the jet producer (:mod:`hepgen.simulate.jets`). A jet is kept if it lies within
+in the jet producer (:mod:`hepgen.simulate.jets`; the loop of both is
+:func:`hepgen.simulate.jetmatching.simulate_matched_jets`). A jet is kept if it lies within
 Delta R < 0.8 of a dark quark (signal) or of a hard-process parton (background) and has
 pT = 150-300 GeV and |eta| < 2 (eq. 5.3). The background ("qcd") is Pythia's
 ``HardQCD:all`` with pT-hat in 130-350 GeV (leading-order dijets, L1360).
@@ -38,14 +39,13 @@ any number of workers.
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np
 
 from hepgen.data.jetnet import JetSample
 from hepgen.errors import OptionError
-from hepgen.simulate.jets import _jet_arrays, matched_jets
+from hepgen.simulate.jetmatching import simulate_matched_jets
 from hepgen.simulate.parallel import chunk_sizes, derive_seed, run_chunks
 
 CHUNK_JETS = 200
@@ -90,45 +90,13 @@ def simulate_chunk(kind: str, num_jets: int, num_particles: int, seed: int, mpi:
                    progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``num_jets`` selected jets of ``kind`` from one Pythia instance seeded by ``seed``:
     (particle_features (n, P, 4), jet_features (n, 4)) float32."""
-    import fastjet
-    from fastjet import _swig
-
     from hepgen.simulate.pythia import make_pythia
 
-    _swig.ClusterSequence.set_fastjet_banner_stream(None)
-    pythia = make_pythia(KINDS[kind], seed, mpi, f"dark-jet kind {kind!r}")
-    jet_def = fastjet.JetDefinition(fastjet.antikt_algorithm, JET_RADIUS)
-    pfs, jfs = [], []
-    max_events = 200 * num_jets + 1000
-    for _ in range(max_events):
-        if len(pfs) >= num_jets:
-            break
-        if not pythia.next():
-            continue
-        event = pythia.event
-        seeds = _seeds(event, kind)
-        if not seeds:
-            continue
-        pjs = []
-        for p in event:
-            if _visible(p):
-                px, py, pz = p.px(), p.py(), p.pz()
-                pjs.append(fastjet.PseudoJet(px, py, pz, math.sqrt(px * px + py * py + pz * pz)))
-        seq = fastjet.ClusterSequence(pjs, jet_def)
-        jets = fastjet.sorted_by_pt(seq.inclusive_jets(PT_WINDOW[0]))
-        in_window = lambda j: abs(j.eta()) < MAX_ABS_ETA and PT_WINDOW[0] <= j.pt() <= PT_WINDOW[1]  # noqa: E731
-        for jet in matched_jets(jets, seeds, JET_RADIUS, in_window):
-            pf, jf = _jet_arrays(jet, num_particles)
-            pfs.append(pf)
-            jfs.append(jf)
-            if progress is not None:
-                progress(1)
-            if len(pfs) >= num_jets:
-                break
-        del seq
-    else:
-        raise RuntimeError(f"only {len(pfs)} of {num_jets} {kind} jets selected in {max_events} events")
-    return np.stack(pfs), np.stack(jfs)
+    return simulate_matched_jets(
+        make_pythia(KINDS[kind], seed, mpi, f"dark-jet kind {kind!r}"), num_jets, num_particles,
+        radius=JET_RADIUS, targets=lambda event: _seeds(event, kind), visible=_visible, pt_min=PT_WINDOW[0],
+        accept=lambda j: abs(j.eta()) < MAX_ABS_ETA and PT_WINDOW[0] <= j.pt() <= PT_WINDOW[1],
+        max_events=200 * num_jets + 1000, what=f"{kind} jets selected", progress=progress)
 
 
 def generate_dark_jets(kind: str, num_jets: int, num_particles: int = 50, seed: int = 0,

@@ -31,6 +31,9 @@ as closely as Pythia alone allows:
   wrapped to (-pi, pi], ptrel = pT/pT_jet, mask); ``jet_features`` = (pt, eta, mass,
   num_particles) of the full jet (mass from the massless constituents).
 
+The event loop, the clustering and the matching are those of
+:mod:`hepgen.simulate.jetmatching`, shared with the dark-jet producer.
+
 Work is split into chunks of :data:`CHUNK_JETS` jets whose Pythia seeds derive from
 (seed, chunk index) only, so the output does not depend on the number of workers.
 Chunks run in parallel through :mod:`hepgen.simulate.parallel` (Dask).
@@ -38,14 +41,14 @@ Chunks run in parallel through :mod:`hepgen.simulate.parallel` (Dask).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
 from hepgen.data.jetnet import JET_TYPES, JetSample
 from hepgen.errors import OptionError
+from hepgen.simulate.jetmatching import delta_r, simulate_matched_jets
 from hepgen.simulate.parallel import chunk_sizes, derive_seed, run_chunks
 
 CHUNK_JETS = 200
@@ -88,17 +91,6 @@ PROCESSES: dict[str, ProcessSpec] = {
 }
 
 
-def _delta_r(eta1: float, phi1: float, eta2: float, phi2: float) -> float:
-    dphi = (phi1 - phi2 + math.pi) % (2 * math.pi) - math.pi
-    return math.hypot(eta1 - eta2, dphi)
-
-
-def wrap_phi(phi: np.ndarray) -> np.ndarray:
-    """Wrap angles to (-pi, pi]."""
-    wrapped = np.mod(phi + np.pi, 2 * np.pi) - np.pi
-    return np.where(wrapped == -np.pi, np.pi, wrapped)
-
-
 def _make_pythia(jet_type: str, seed: int, pt_window: tuple[float, float], mpi: bool = False):
     from hepgen.simulate.pythia import make_pythia
 
@@ -135,56 +127,11 @@ def _hard_objects(event, spec: ProcessSpec) -> list[tuple[float, float]]:
             continue
         eta, phi = part.eta(), part.phi()
         if spec.resonance and any(
-            _delta_r(eta, phi, event[m].eta(), event[m].phi()) >= JET_RADIUS for m in _boson_quarks(event, i)
+            delta_r(eta, phi, event[m].eta(), event[m].phi()) >= JET_RADIUS for m in _boson_quarks(event, i)
         ):
             continue
         found.append((eta, phi))
     return found
-
-
-def _cluster(event, jet_def):
-    import fastjet
-
-    pjs = []
-    for p in event:
-        if p.isFinal() and p.idAbs() not in _NEUTRINOS:
-            px, py, pz = p.px(), p.py(), p.pz()
-            pjs.append(fastjet.PseudoJet(px, py, pz, math.sqrt(px * px + py * py + pz * pz)))
-    seq = fastjet.ClusterSequence(pjs, jet_def)
-    return seq, fastjet.sorted_by_pt(seq.inclusive_jets(100.0))
-
-
-def matched_jets(jets, targets, radius: float, accept: Callable) -> Iterator:
-    """For each (eta, phi) of ``targets`` in order, the closest jet within ``radius`` that
-    passes ``accept`` and is not matched yet (targets without one are skipped)."""
-    used: set[int] = set()
-    for eta, phi in targets:
-        best, best_dr = None, radius
-        for k, jet in enumerate(jets):
-            if k in used or not accept(jet):
-                continue
-            dr = _delta_r(jet.eta(), jet.phi(), eta, phi)
-            if dr < best_dr:
-                best, best_dr = k, dr
-        if best is not None:
-            used.add(best)
-            yield jets[best]
-
-
-def _jet_arrays(jet, num_particles: int) -> tuple[np.ndarray, np.ndarray]:
-    consts = jet.constituents()
-    pt = np.array([c.pt() for c in consts])
-    eta = np.array([c.eta() for c in consts])
-    phi = np.array([c.phi() for c in consts])
-    order = np.argsort(-pt, kind="stable")[:num_particles]
-    pf = np.zeros((num_particles, 4), dtype=np.float32)
-    n = len(order)
-    pf[:n, 0] = eta[order] - jet.eta()
-    pf[:n, 1] = wrap_phi(phi[order] - jet.phi())
-    pf[:n, 2] = pt[order] / jet.pt()
-    pf[:n, 3] = 1.0
-    jf = np.array([jet.pt(), jet.eta(), jet.m(), len(consts)], dtype=np.float32)
-    return pf, jf
 
 
 def simulate_chunk(
@@ -200,40 +147,20 @@ def simulate_chunk(
 
     Returns ``(particle_features (n, P, 4), jet_features (n, 4))`` as float32.
     """
-    import fastjet
-    from fastjet import _swig
-
-    # FastJet prints its citation banner on stdout at first use; hepgen cites it in
-    # the README instead so that command output stays clean
-    _swig.ClusterSequence.set_fastjet_banner_stream(None)
     spec = PROCESSES[jet_type]
-    pythia = _make_pythia(jet_type, seed, pt_window, mpi)
-    jet_def = fastjet.JetDefinition(fastjet.antikt_algorithm, JET_RADIUS)
-    pfs, jfs = [], []
-    max_events = 100 * num_jets + 1000
-    for _ in range(max_events):
-        if len(pfs) >= num_jets:
-            break
-        if not pythia.next():
-            continue
-        event = pythia.event
-        objects = _hard_objects(event, spec)
-        if not objects:
-            continue
-        seq, jets = _cluster(event, jet_def)
-        # the closest unused jet within R of each hard object
-        for jet in matched_jets(jets, objects, JET_RADIUS, lambda j: abs(j.eta()) < MAX_ABS_ETA):
-            pf, jf = _jet_arrays(jet, num_particles)
-            pfs.append(pf)
-            jfs.append(jf)
-            if progress is not None:
-                progress(1)
-            if len(pfs) >= num_jets:
-                break
-        del seq
-    else:
-        raise RuntimeError(f"only {len(pfs)} of {num_jets} {jet_type} jets matched in {max_events} events")
-    return np.stack(pfs), np.stack(jfs)
+    return simulate_matched_jets(
+        _make_pythia(jet_type, seed, pt_window, mpi),
+        num_jets,
+        num_particles,
+        radius=JET_RADIUS,
+        targets=lambda event: _hard_objects(event, spec),
+        visible=lambda p: p.isFinal() and p.idAbs() not in _NEUTRINOS,
+        pt_min=100.0,
+        accept=lambda j: abs(j.eta()) < MAX_ABS_ETA,
+        max_events=100 * num_jets + 1000,
+        what=f"{jet_type} jets matched",
+        progress=progress,
+    )
 
 
 def generate_jets(
