@@ -62,17 +62,12 @@ def make_showers(geometry: str, num: int, path: Path, echo) -> Path:
 def train_within(model: str, data: Path, out: Path, seconds: float, tiny: bool, echo) -> tuple[Path, int]:
     """Calibrate one epoch, then train ``model`` with the schedule planned over the epochs
     that fit in ``seconds`` (at least 1); returns the run folder and the planned epochs."""
+    from hepgen.training.budget import plan_epochs
     from hepgen.training.calo import train_calo_model
 
     override = TINY[model] if tiny else {}
-    probe = out.parent / f".{out.name}-probe"
-    shutil.rmtree(probe, ignore_errors=True)
-    start = time.perf_counter()
-    train_calo_model(model, data, probe, max_epochs=1, progress=False, override=override)
-    epoch_s = time.perf_counter() - start
-    shutil.rmtree(probe, ignore_errors=True)
-    epochs = max(1, int((seconds - epoch_s) / (epoch_s * 1.05)))
-    echo(f"{model}: {epoch_s:.1f} s per epoch (with start-up) -> {epochs} epochs planned")
+    epochs = plan_epochs(model, out, seconds, lambda probe: train_calo_model(
+        model, data, probe, max_epochs=1, progress=False, override=override), echo, overhead=1.05)
     training = {**override.get("training", {}), "schedule_epochs": epochs}
     run = train_calo_model(model, data, out, max_epochs=epochs, max_time=seconds / 60, progress=False,
                            override={**override, "training": training})
@@ -93,16 +88,11 @@ def main(argv=None) -> int:
 
     from hepgen.models.assemblies.calo import CaloSurrogate
     from hepgen.shipped.ship import ship_calo_run
+    from hepgen.training.budget import budget_echo
 
     began = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    log = open(args.out / "log.txt", "a")
-
-    def echo(msg):
-        line = f"[{time.perf_counter() - began:6.0f} s] {msg}"
-        print(line, flush=True)
-        log.write(line + "\n")
-
+    echo = budget_echo(args.out / "log.txt", began)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     echo(f"device: {device}")
     args.data.mkdir(parents=True, exist_ok=True)

@@ -54,19 +54,14 @@ def cut(path: Path, num: int | None, dest: Path) -> Path:
 def train_within(model: str, data: Path, out: Path, seconds: float, tiny: bool, echo) -> Path:
     """Calibrate one epoch, then train ``model`` with the schedule planned over the epochs
     that fit in ``seconds`` (at least 1)."""
+    from hepgen.training.budget import plan_epochs
     from hepgen.training.run import train_jet_model
 
     network = TINY_NETWORKS[model] if tiny else {}
-    probe = out.parent / f".{out.name}-probe"
-    shutil.rmtree(probe, ignore_errors=True)
-    start = time.perf_counter()
-    train_jet_model(model, data, probe, max_epochs=1, progress=False,
-                    override={"network": network, "training": {"select_every": 10**6}, "sampler": GPU_SAMPLER[model]})
-    epoch_s = time.perf_counter() - start
-    shutil.rmtree(probe, ignore_errors=True)
+    calibration = {"network": network, "training": {"select_every": 10**6}, "sampler": GPU_SAMPLER[model]}
     # selection costs about a tenth of an epoch each time; select ~10 times
-    epochs = max(1, int((seconds - epoch_s) / (epoch_s * 1.1)))
-    echo(f"{model}: {epoch_s:.1f} s per epoch (with start-up) -> {epochs} epochs planned")
+    epochs = plan_epochs(model, out, seconds, lambda probe: train_jet_model(
+        model, data, probe, max_epochs=1, progress=False, override=calibration), echo, overhead=1.1)
     training = {"schedule_epochs": epochs, "select_every": max(1, epochs // 10)}
     if tiny:
         training.update(select_jets=40, batch_size=20)
@@ -90,16 +85,11 @@ def main(argv=None) -> int:
 
     from hepgen.bench.jets import run_jets_bench
     from hepgen.shipped.ship import ship_jet_run
+    from hepgen.training.budget import budget_echo
 
     began = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    log = open(args.out / "log.txt", "a")
-
-    def echo(msg):
-        line = f"[{time.perf_counter() - began:6.0f} s] {msg}"
-        print(line, flush=True)
-        log.write(line + "\n")
-
+    echo = budget_echo(args.out / "log.txt", began)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     echo(f"device: {device}")
     for path in (args.train, args.test):

@@ -50,3 +50,36 @@ def test_gpu_calo_script_makes_data_trains_and_ships(tmp_path):
         assert min(card["epochs_trained"].values()) >= 1 and card["planned_epochs"] >= 1
         assert CaloSurrogate.load(out / name).sample(8, seed=1).showers.shape == (8, voxels)
     assert (tmp_path / "data" / "ds2_tiny.h5").exists() and not (out / "work").exists()
+
+
+def test_budget_planning_and_log_shared_by_the_gpu_scripts(tmp_path, monkeypatch, capsys):
+    """hepgen.training.budget: the epochs planned from one timed calibration epoch, the
+    throw-away probe folder, and the log line format of both scripts."""
+    from hepgen.training import budget
+
+    clock = [100.0]
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: clock[0])
+    seen = []
+
+    def calibrate(probe):  # one "epoch" of 2 s that writes into its folder
+        probe.mkdir()
+        (probe / "x").write_text("1")
+        seen.append(probe)
+        clock[0] += 2.0
+
+    lines = []
+    out = tmp_path / "work" / "mdma-gan-run"
+    out.parent.mkdir()
+    assert budget.plan_epochs("mdma-gan", out, 100.0, calibrate, lines.append, overhead=1.1) == 44  # 98 / 2.2
+    assert seen == [tmp_path / "work" / ".mdma-gan-run-probe"] and not seen[0].exists()
+    assert lines == ["mdma-gan: 2.0 s per epoch (with start-up) -> 44 epochs planned"]
+    assert budget.plan_epochs("m", out, 1.0, calibrate, lines.append, overhead=1.05) == 1  # at least one
+    echo = budget.budget_echo(tmp_path / "log.txt", began=clock[0] - 3.4)
+    echo("device: CPU")
+    echo("done")
+    assert capsys.readouterr().out == "[     3 s] device: CPU\n[     3 s] done\n"
+    import gc
+
+    del echo  # the log file is closed with the echo that holds it
+    gc.collect()
+    assert (tmp_path / "log.txt").read_text() == "[     3 s] device: CPU\n[     3 s] done\n"
