@@ -48,3 +48,19 @@ def distorted(pf: np.ndarray, scale: float = 1.1) -> np.ndarray:
     out[..., 2] *= scale
     out[..., 0] *= scale
     return out
+
+
+def expect_one_error_line(capsys, argv, *fragments) -> str:
+    """Run ``hepgen ARGV`` in this process and check the CLI's contract for a bad input: a
+    non-zero exit and exactly one line on stderr, ``hepgen: error: ...``, holding every one of
+    ``fragments``; returns that line."""
+    from hepgen.cli.main import main
+
+    capsys.readouterr()  # only what this call writes
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code != 0, err
+    assert len(err.splitlines()) == 1 and err.startswith("hepgen: error:"), err
+    for frag in fragments:
+        assert frag in err, err
+    return err

@@ -7,6 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import expect_one_error_line
 from hepgen.cli.main import main
 from hepgen.data.dijets import COLUMNS, DijetSample, read_dijets, write_dijets
 
@@ -193,10 +194,7 @@ def test_bad_input_gives_one_error_line(tmp_path, capsys, argv, fragment):
     write_dijets(toy(200, 10, 0)[0], tmp_path / "bkg.h5")
     with h5py.File(tmp_path / "notdijet.h5", "w") as f:
         f["x"] = np.zeros(3)
-    capsys.readouterr()
-    assert main([a.format(tmp=tmp_path) for a in argv]) != 0
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("hepgen: error:") and fragment in err[0], err
+    expect_one_error_line(capsys, [a.format(tmp=tmp_path) for a in argv], fragment)
 
 
 def test_cwola_single_classifier_with_validation_split():

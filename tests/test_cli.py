@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import expect_one_error_line
 from hepgen.cli.main import main
 
 HEPGEN = str(Path(sys.executable).parent / "hepgen")
@@ -106,15 +107,15 @@ def _bad_file(path, pf=None, jf=None):
     return str(path)
 
 
-def _expect_error(capsys, argv, *fragments):
-    capsys.readouterr()  # only what this call writes
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code != 0
-    assert err.count("\n") == 0 and err.startswith("hepgen: error:"), err
-    for frag in fragments:
-        assert frag in err, err
-    return err
+def test_the_one_error_line_check_fails_on_success_and_on_a_missing_fragment(capsys):
+    with pytest.raises(AssertionError):
+        expect_one_error_line(capsys, ["models"])  # exits 0
+    line = expect_one_error_line(capsys, ["data", "jets", "--jet-type", "x", "--num-jets", "10", "--out", "x.h5"],
+                                 "--jet-type")
+    assert line.startswith("hepgen: error: ") and "'x' is not one of" in line
+    with pytest.raises(AssertionError):
+        expect_one_error_line(capsys, ["data", "jets", "--jet-type", "x", "--num-jets", "10", "--out", "x.h5"],
+                              "no such text")
 
 
 def test_bad_inputs_give_one_line_and_keep_existing_output(tmp_path, fixture_dir, capsys):
@@ -139,7 +140,7 @@ def test_bad_inputs_give_one_line_and_keep_existing_output(tmp_path, fixture_dir
         (["evaluate", "jets", "--real", real, "--gen", real, "--out", str(out), "--bogus"], "--bogus"),
     ]
     for argv, *fragments in cases:
-        _expect_error(capsys, argv, *fragments)
+        expect_one_error_line(capsys, argv, *fragments)
     assert (out / "metrics.json").read_text() == "old"
     assert keep.read_bytes() == b"old data"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["report", "keep.h5", "k.h5", "s.h5", "n.h5"])
@@ -156,7 +157,7 @@ def test_train_sample_resume_and_models(tmp_path, fixture_dir, capsys):
     for name in ("config.yaml", "preprocessor.json", "multiplicity.yaml", "weights.pt", "checkpoints/last.ckpt"):
         assert (run_dir / name).exists(), name
     # a second train into the same folder refuses instead of overwriting
-    _expect_error(capsys, ["train", "mdma-gan", "--data", str(fixture_dir / "t.hdf5"), "--out", str(run_dir)],
+    expect_one_error_line(capsys, ["train", "mdma-gan", "--data", str(fixture_dir / "t.hdf5"), "--out", str(run_dir)],
                   "not empty")
     assert main(["train", "mdma-gan", "--data", str(fixture_dir / "t.hdf5"), "--max-epochs", "2", "--resume",
                  "--out", str(run_dir)]) == 0
@@ -171,9 +172,9 @@ def test_train_sample_resume_and_models(tmp_path, fixture_dir, capsys):
     assert a.read_bytes() == b.read_bytes()
     with h5py.File(a) as f:
         assert f["particle_features"].shape == (300, 30, 4)
-    _expect_error(capsys, ["sample", str(tmp_path / "nothing"), "--num", "5", "--out", str(tmp_path / "x.h5")],
+    expect_one_error_line(capsys, ["sample", str(tmp_path / "nothing"), "--num", "5", "--out", str(tmp_path / "x.h5")],
                   "neither a run folder nor a shipped model")
-    _expect_error(capsys, ["train", "no-such-model", "--data", str(fixture_dir / "t.hdf5"), "--out",
+    expect_one_error_line(capsys, ["train", "no-such-model", "--data", str(fixture_dir / "t.hdf5"), "--out",
                            str(tmp_path / "r2")], "unknown model")
     assert main(["models"]) == 0
 
@@ -221,9 +222,9 @@ def test_data_calo_cli(tmp_path, capsys):
         assert r.returncode == 0, r.stderr
     assert out.read_bytes() == (tmp_path / "b.h5").read_bytes()
     before = out.read_bytes()
-    _expect_error(capsys, ["data", "calo", "--geometry", "ds2", "--num-showers", "0", "--out", str(out)], "--num-showers")
-    _expect_error(capsys, ["data", "calo", "--geometry", "ds9", "--num-showers", "5", "--out", str(out)], "ds9")
-    _expect_error(capsys, ["data", "calo", "--geometry", "ds2", "--num-showers", "5", "--out",
+    expect_one_error_line(capsys, ["data", "calo", "--geometry", "ds2", "--num-showers", "0", "--out", str(out)], "--num-showers")
+    expect_one_error_line(capsys, ["data", "calo", "--geometry", "ds9", "--num-showers", "5", "--out", str(out)], "ds9")
+    expect_one_error_line(capsys, ["data", "calo", "--geometry", "ds2", "--num-showers", "5", "--out",
                            str(tmp_path / "no" / "x.h5")], "does not exist")
     assert out.read_bytes() == before
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import expect_one_error_line
 from hepgen.cli.main import main
 from hepgen.data.darkmachines import TYPE_CODE, EventSample, write_events
 from hepgen.data.jetnet import JetSample, write_jets
@@ -261,10 +262,7 @@ def test_bad_input_gives_one_error_line(tmp_path, capsys, argv, fragment):
     (tmp_path / "bad.yaml").write_text("train: {loss: simclr}\n")
     (tmp_path / "fake").mkdir()
     (tmp_path / "fake" / "run.json").write_text('{"method": "anomaly-clr", "config": {}}')
-    capsys.readouterr()
-    assert main([a.format(tmp=tmp_path) for a in argv]) != 0
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("hepgen: error:") and fragment in err[0], err
+    expect_one_error_line(capsys, [a.format(tmp=tmp_path) for a in argv], fragment)
     assert not (tmp_path / "r").exists()
 
 

@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import expect_one_error_line
 from hepgen.cli.main import main
 from hepgen.data.jetnet import JetSample, write_jets
 from hepgen.transforms.images import JetImage
@@ -205,8 +206,5 @@ def test_nae_bad_input_gives_one_error_line(tiny_run, tmp_path, capsys, argv, fr
     with h5py.File(tmp_path / "dijet.h5", "w") as f:
         f["features"] = np.zeros((3, 5), np.float32)
     (tmp_path / "bad.yaml").write_text("optimiser: {lr: 1}\n")
-    capsys.readouterr()
-    assert main([a.format(tmp=tmp_path, run=tiny_run / "run") for a in argv]) != 0
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("hepgen: error:") and fragment in err[0], err
+    expect_one_error_line(capsys, [a.format(tmp=tmp_path, run=tiny_run / "run") for a in argv], fragment)
     assert not (tmp_path / "r").exists() and not (tmp_path / "s.h5").exists()
