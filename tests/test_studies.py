@@ -219,3 +219,32 @@ def test_interpolation_study_quick(tmp_path, monkeypatch):
     assert susy["chargino_masses"] == {"0.25": 625.0, "0.5": 1150.0, "0.75": 1675.0}
     for name in ("report.html", "rotating_gaussian.png", "susy_transport_midpoint.png", "susy_classifier.png"):
         assert (out / name).exists()
+
+
+@pytest.mark.parametrize("study, module, argv, expected", [
+    ("interpolation", "interpolation", ["--parts", " B, a,"], dict(parts=["b", "a"], seed=0)),
+    ("bump-hunt", "bump_hunt", ["--resume"], dict(resume=True, seed=0)),
+    ("online-cwola", "online_cwola", ["--prescales", "2,5", "--lr", "0.5"], dict(prescales=[2, 5], lr=0.5)),
+    ("two-moons", "two_moons", ["--models", "cfm, gan,,", "--seed", "3"], dict(models=["cfm", "gan"], seed=3)),
+    ("amplification", "amplification", ["--toys", "ring", "--models", "cfm"],
+     dict(toys=["ring"], models=["cfm"], runs=None)),
+])
+def test_study_commands_hand_their_options_to_the_study_and_name_the_report(tmp_path, capsys, monkeypatch, study,
+                                                                           module, argv, expected):
+    """What every ``hepgen study`` command does around its study (hepgen.cli.study._run_study):
+    the parsed options and ``echo`` reach the study's ``run``, then the report's path is printed."""
+    import importlib
+
+    import typer
+
+    from hepgen.cli.main import main
+
+    calls = []
+    monkeypatch.setattr(importlib.import_module(f"hepgen.studies.{module}"), "run",
+                        lambda out, **kw: calls.append((out, kw)) or kw["echo"]("study ran"))
+    out = tmp_path / "s"
+    assert main(["study", study, "--quick", "--out", str(out), "--no-progress", *argv]) == 0
+    [(got_out, kw)] = calls
+    assert got_out == out and kw["echo"] is typer.echo and kw["quick"] is True and kw["progress"] is False
+    assert {k: kw[k] for k in expected} == expected
+    assert capsys.readouterr().out == f"study ran\nreport: {out / 'report.html'}\n"

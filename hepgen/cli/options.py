@@ -1,4 +1,5 @@
-"""Checks of the ``--out`` option every command shares: one clear error before any work."""
+"""What the commands share in their options: the checks of ``--out`` (one clear error before
+any work) and the reading of comma-separated lists."""
 
 from __future__ import annotations
 
@@ -21,3 +22,9 @@ def check_output_folder(out: Path) -> None:
         raise OptionError(f"--out: {out} exists and is not a folder")
     if not out.parent.exists():
         raise OptionError(f"--out: parent folder {out.parent} does not exist")
+
+
+def comma_list(text: str) -> list[str]:
+    """The items of a comma-separated option value, stripped, empty ones dropped
+    (``"a, b,,"`` -> ``["a", "b"]``)."""
+    return [item.strip() for item in text.split(",") if item.strip()]

@@ -7,14 +7,23 @@ from pathlib import Path
 
 import typer
 
-from hepgen.cli.options import check_output_folder
+from hepgen.cli.options import check_output_folder, comma_list
 
 app = typer.Typer(help="Run a method study of the seeds (trains, evaluates, reports).", no_args_is_help=True)
+
+#: the --out of every study
+OUT = typer.Option(..., "--out", help="Folder for metrics.json, report.html and the plots.")
+
+
+def _run_study(run, out: Path, **options) -> None:
+    """``run(out, echo=typer.echo, **options)`` (a study's ``run``), then print where its report is."""
+    run(out, echo=typer.echo, **options)
+    typer.echo(f"report: {out / 'report.html'}")
 
 
 @app.command("interpolation")
 def interpolation(
-    out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.html and the plots."),
+    out: Path = OUT,
     quick: bool = typer.Option(False, "--quick", help="Reduced budget (small samples, short trainings): minutes."),
     seed: int = typer.Option(0, "--seed", help="Seed of the toys, the Pythia samples and the trainings."),
     parts: str = typer.Option("a,b", "--parts", help="a: rotating Gaussian, b: gluino search (comma-separated)."),
@@ -26,19 +35,18 @@ def interpolation(
     from hepgen.studies.interpolation import PARTS, run
 
     check_output_folder(out)
-    chosen = [p.strip().lower() for p in parts.split(",") if p.strip()]
+    chosen = [p.lower() for p in comma_list(parts)]
     if not chosen or any(p not in PARTS for p in chosen):
         raise OptionError(f"--parts: {parts!r}; choose from {', '.join(PARTS)}")
     extra = {} if repeats is None else {"repeats": repeats}
     if repeats is not None and repeats < 1:
         raise OptionError(f"--repeats must be at least 1, got {repeats}")
-    run(out, quick=quick, seed=seed, parts=chosen, progress=progress, echo=typer.echo, **extra)
-    typer.echo(f"report: {out / 'report.html'}")
+    _run_study(run, out, quick=quick, seed=seed, parts=chosen, progress=progress, **extra)
 
 
 @app.command("bump-hunt")
 def bump_hunt(
-    out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.html and the plots."),
+    out: Path = OUT,
     quick: bool = typer.Option(False, "--quick", help="Reduced budget (400k points, 4 flows, 4 passes): minutes."),
     seed: int = typer.Option(0, "--seed", help="Seed of the stream and the flows."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -49,13 +57,12 @@ def bump_hunt(
     from hepgen.studies.bump_hunt import run
 
     check_output_folder(out)
-    run(out, quick=quick, seed=seed, progress=progress, echo=typer.echo, resume=resume)
-    typer.echo(f"report: {out / 'report.html'}")
+    _run_study(run, out, quick=quick, seed=seed, progress=progress, resume=resume)
 
 
 @app.command("online-cwola")
 def online_cwola(
-    out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.html and the plots."),
+    out: Path = OUT,
     quick: bool = typer.Option(False, "--quick", help="Reduced budget (small flow, 3 passes per buffer, 8 CWoLa "
                                "epochs; a 12k-event synthetic toy without --data): minutes."),
     data: Path = typer.Option(None, "--data", help="Background dijet file (hepgen data dijets --process qcd)."),
@@ -94,15 +101,15 @@ def online_cwola(
         raise OptionError(f"--lr must be positive, got {lr}")
     if max_events is not None and max_events < 1:
         raise OptionError(f"--max-events must be at least 1, got {max_events}")
-    run(out, quick=quick, seed=seed, data=data, signal=signal, test_data=test_data, test_signal=test_signal,
-        progress=progress, echo=typer.echo, s_over_b=s_over_b, max_events=max_events, buffer=buffer,
-        iterations=iterations, batch=batch, blocks=blocks, hidden=hidden, lr=lr, epochs=epochs, prescales=factors)
-    typer.echo(f"report: {out / 'report.html'}")
+    _run_study(run, out, quick=quick, seed=seed, data=data, signal=signal, test_data=test_data,
+               test_signal=test_signal, progress=progress, s_over_b=s_over_b, max_events=max_events, buffer=buffer,
+               iterations=iterations, batch=batch, blocks=blocks, hidden=hidden, lr=lr, epochs=epochs,
+               prescales=factors)
 
 
 @app.command("two-moons")
 def two_moons(
-    out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.html and the plots."),
+    out: Path = OUT,
     quick: bool = typer.Option(False, "--quick", help="Reduced budget (3 x 500 iterations per model): minutes."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data, the trainings and the tests."),
     models: str = typer.Option("", "--models", help="Comma-separated subset of the models (default: all 13)."),
@@ -115,14 +122,13 @@ def two_moons(
     from hepgen.studies.two_moons import run
 
     check_output_folder(out)
-    run(out, quick=quick, seed=seed, models=[m.strip() for m in models.split(",") if m.strip()] or None,
-        progress=progress, echo=typer.echo, resume=resume, epochs=epochs, iterations=iterations)
-    typer.echo(f"report: {out / 'report.html'}")
+    _run_study(run, out, quick=quick, seed=seed, models=comma_list(models) or None, progress=progress,
+               resume=resume, epochs=epochs, iterations=iterations)
 
 
 @app.command("amplification")
 def amplification(
-    out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.html and the plots."),
+    out: Path = OUT,
     quick: bool = typer.Option(False, "--quick", help="Reduced budget (2 training sets, 300 epochs): minutes."),
     seed: int = typer.Option(0, "--seed", help="Seed of the training sets and the models."),
     toys: str = typer.Option("", "--toys", help="Comma-separated subset of camel, ring, sphere (default: all)."),
@@ -138,13 +144,12 @@ def amplification(
     from hepgen.studies.amplification import TOYS, run
 
     check_output_folder(out)
-    chosen = [t.strip() for t in toys.split(",") if t.strip()] or None
+    chosen = comma_list(toys) or None
     bad = [t for t in chosen or [] if t not in TOYS]
     if bad:
         raise OptionError(f"--toys: unknown {', '.join(bad)}; choose from {', '.join(TOYS)}")
-    chosen_models = [m.strip() for m in models.split(",") if m.strip()]
+    chosen_models = comma_list(models)
     if not chosen_models or any(m not in ("gan", "cfm") for m in chosen_models):
         raise OptionError(f"--models: {models!r}; choose from gan, cfm")
-    run(out, quick=quick, seed=seed, toys=chosen, progress=progress, echo=typer.echo, runs=runs, epochs=epochs,
-        models=chosen_models, ensemble=ensemble)
-    typer.echo(f"report: {out / 'report.html'}")
+    _run_study(run, out, quick=quick, seed=seed, toys=chosen, progress=progress, runs=runs, epochs=epochs,
+               models=chosen_models, ensemble=ensemble)
