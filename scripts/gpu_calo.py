@@ -26,9 +26,7 @@ for 400 epochs), so a lent GPU trains them, in this order of need: ``caloinn/ds1
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -84,17 +82,11 @@ def main(argv=None) -> int:
     ap.add_argument("--tiny", action="store_true", help="tiny networks and samples: the CPU test of this script")
     args = ap.parse_args(argv)
 
-    import torch
-
     from hepgen.models.assemblies.calo import CaloSurrogate
     from hepgen.shipped.ship import ship_calo_run
-    from hepgen.training.budget import budget_echo
+    from hepgen.training.budget import finish_budget_run, start_budget_run
 
-    began = time.perf_counter()
-    args.out.mkdir(parents=True, exist_ok=True)
-    echo = budget_echo(args.out / "log.txt", began)
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
-    echo(f"device: {device}")
+    began, echo, device = start_budget_run(args.out)
     args.data.mkdir(parents=True, exist_ok=True)
     num = 300 if args.tiny else args.num_showers
     suffix = "_tiny" if args.tiny else "_train"
@@ -124,10 +116,7 @@ def main(argv=None) -> int:
         summary["models"][name] = {"seconds": time.perf_counter() - t0, "card": card,
                                    "sampled": list(sample.showers.shape)}
         echo(f"{name}: shipped to {dest} (epochs {card['epochs_trained']}, {ms:.2f} ms per shower)")
-    shutil.rmtree(work, ignore_errors=True)
-    summary["seconds"] = time.perf_counter() - began
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    echo(f"done in {summary['seconds']:.0f} s")
+    finish_budget_run(args.out, summary, began, echo)
     return 0
 
 

@@ -22,8 +22,6 @@ tool's README), and run this script with the image's python3.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -81,17 +79,11 @@ def main(argv=None) -> int:
     ap.add_argument("--tiny", action="store_true", help="tiny networks and samples: the CPU test of this script")
     args = ap.parse_args(argv)
 
-    import torch
-
     from hepgen.bench.jets import run_jets_bench
     from hepgen.shipped.ship import ship_jet_run
-    from hepgen.training.budget import budget_echo
+    from hepgen.training.budget import finish_budget_run, start_budget_run
 
-    began = time.perf_counter()
-    args.out.mkdir(parents=True, exist_ok=True)
-    echo = budget_echo(args.out / "log.txt", began)
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
-    echo(f"device: {device}")
+    began, echo, device = start_budget_run(args.out)
     for path in (args.train, args.test):
         if not path.exists():
             echo(f"missing {path}")
@@ -119,10 +111,7 @@ def main(argv=None) -> int:
                    batch_size=n if args.tiny else 4096, pythia_jets=20 if args.tiny else 200,
                    time_jets=50 if args.tiny else 2000, few_step=[("midpoint", 2), ("midpoint", 8)],
                    few_step_jets=n if args.tiny else 10_000, echo=echo)
-    shutil.rmtree(work, ignore_errors=True)
-    summary["seconds"] = time.perf_counter() - began
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    echo(f"done in {summary['seconds']:.0f} s")
+    finish_budget_run(args.out, summary, began, echo)
     return 0
 
 

@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from hepgen.models.assemblies.jets import JetSurrogate
@@ -83,3 +84,14 @@ def test_budget_planning_and_log_shared_by_the_gpu_scripts(tmp_path, monkeypatch
     del echo  # the log file is closed with the echo that holds it
     gc.collect()
     assert (tmp_path / "log.txt").read_text() == "[     3 s] device: CPU\n[     3 s] done\n"
+    # the frame of a run: log and device at the start; work/ removed, summary.json written at the end
+    run = tmp_path / "run"
+    began, echo, device = budget.start_budget_run(run)
+    (run / "work").mkdir()
+    clock[0] += 61.0
+    budget.finish_budget_run(run, {"device": device, "x": np.float32(0.5)}, began, echo)
+    del echo
+    gc.collect()
+    assert json.loads((run / "summary.json").read_text()) == {"device": device, "x": 0.5, "seconds": 61.0}
+    assert not (run / "work").exists()
+    assert (run / "log.txt").read_text() == f"[     0 s] device: {device}\n[    61 s] done in 61 s\n"
