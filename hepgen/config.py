@@ -4,6 +4,10 @@ A run's config is a mapping of sections (``network``, ``training``, ``sampler``,
 the model's thesis defaults, merged with the user's ``--config`` YAML, merged with
 programmatic overrides. :func:`merge_config` merges nested mappings key by key;
 :func:`read_config` reads a ``--config`` file with one clear error for each bad input.
+
+A trained model's folder keeps its config as ``config.yaml``: :func:`save_model_config`
+writes it (making the folder), :func:`load_model_config` reads it back once the folder
+holds every file the model needs.
 """
 
 from __future__ import annotations
@@ -52,3 +56,23 @@ def to_plain(obj):
     if isinstance(obj, (list, tuple)):
         return [to_plain(v) for v in obj]
     return obj
+
+
+def save_model_config(folder: str | os.PathLike, cfg: dict) -> Path:
+    """Make the model folder ``folder`` (with its parents) and write ``cfg`` into its
+    ``config.yaml`` (plain YAML, keys in the config's order); returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(to_plain(cfg), sort_keys=False))
+    return folder
+
+
+def load_model_config(folder: str | os.PathLike, needed: tuple[str, ...], what: str) -> dict:
+    """The ``config.yaml`` of the model folder ``folder``, once it and every file in ``needed``
+    exist there; otherwise ``InputFileError("FOLDER: not a trained WHAT (missing NAME)")``
+    for the first one missing (``config.yaml`` first)."""
+    folder = Path(folder)
+    for name in ("config.yaml", *needed):
+        if not (folder / name).exists():
+            raise InputFileError(f"{folder}: not a trained {what} (missing {name})")
+    return yaml.safe_load((folder / "config.yaml").read_text())

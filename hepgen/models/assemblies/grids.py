@@ -39,14 +39,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
-from hepgen.config import merge_config, to_plain
+from hepgen.config import load_model_config, merge_config, save_model_config
 from hepgen.data.calo import ShowerSample
 from hepgen.data.geometry import load_geometry
 from hepgen.device import default_device
-from hepgen.errors import InputFileError, OptionError
+from hepgen.errors import OptionError
 
 GRID_MODELS = ("gan-3d", "wgan-3d", "bib-ae")
 
@@ -330,9 +329,7 @@ class GridSurrogate:
         return sum(p.numel() for p in self.network.parameters())
 
     def save(self, folder) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.yaml").write_text(yaml.safe_dump(to_plain(self.cfg), sort_keys=False))
+        folder = save_model_config(folder, self.cfg)
         torch.save(self.network.state_dict(), folder / self.WEIGHTS)
         if self.latents is not None:
             np.save(folder / "latents.npy", self.latents.astype(np.float32))
@@ -341,10 +338,7 @@ class GridSurrogate:
     @classmethod
     def load(cls, folder) -> "GridSurrogate":
         folder = Path(folder)
-        for name in ("config.yaml", cls.WEIGHTS):
-            if not (folder / name).exists():
-                raise InputFileError(f"{folder}: not a trained grid model (missing {name})")
-        cfg = yaml.safe_load((folder / "config.yaml").read_text())
+        cfg = load_model_config(folder, (cls.WEIGHTS,), "grid model")
         nets = build_grid_networks(cfg)
         net = nets["bibae"] if cfg["model"] == "bib-ae" else nets["generator"]
         net.load_state_dict(torch.load(folder / cls.WEIGHTS, map_location="cpu", weights_only=True))

@@ -18,10 +18,10 @@ import torch
 import yaml
 from torch import nn
 
-from hepgen.config import merge_config, to_plain
+from hepgen.config import load_model_config, merge_config, save_model_config
 from hepgen.data.hits import HitSample
 from hepgen.device import default_device
-from hepgen.errors import InputFileError, OptionError
+from hepgen.errors import OptionError
 from hepgen.models.blocks.ddpm import Diffusion
 from hepgen.models.blocks.embeddings import FourierTimeEmbedding
 from hepgen.models.blocks.transformer import TransformerBlock
@@ -98,9 +98,7 @@ class HitSurrogate:
         return sum(p.numel() for p in self.network.parameters())
 
     def save(self, folder) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.yaml").write_text(yaml.safe_dump(to_plain(self.cfg), sort_keys=False))
+        folder = save_model_config(folder, self.cfg)
         self.transform.save(folder / "transform.json")
         (folder / "multiplicity.yaml").write_text(yaml.safe_dump(self.multiplicity.to_dict()))
         torch.save(self.network.state_dict(), folder / self.WEIGHTS)
@@ -111,10 +109,7 @@ class HitSurrogate:
     @classmethod
     def load(cls, folder) -> "HitSurrogate":
         folder = Path(folder)
-        for name in ("config.yaml", "transform.json", "multiplicity.yaml", cls.WEIGHTS):
-            if not (folder / name).exists():
-                raise InputFileError(f"{folder}: not a trained hit-cloud model (missing {name})")
-        cfg = yaml.safe_load((folder / "config.yaml").read_text())
+        cfg = load_model_config(folder, ("transform.json", "multiplicity.yaml", cls.WEIGHTS), "hit-cloud model")
         net = HitDenoiser(**cfg["network"])
         net.load_state_dict(torch.load(folder / cls.WEIGHTS, map_location="cpu", weights_only=True))
         mult = MultiplicityKDE.from_dict(yaml.safe_load((folder / "multiplicity.yaml").read_text()))

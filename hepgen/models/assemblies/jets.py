@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import yaml
 
-from hepgen.config import merge_config, to_plain
+from hepgen.config import load_model_config, merge_config, save_model_config
 from hepgen.data.jetnet import JetSample
 from hepgen.device import default_device
 from hepgen.errors import InputFileError, OptionError
@@ -198,9 +198,7 @@ class JetSurrogate:
 
     # -- persistence -------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.yaml").write_text(yaml.safe_dump(to_plain(self.cfg), sort_keys=False))
+        folder = save_model_config(folder, self.cfg)
         self.preprocessor.save(folder / "preprocessor.json")
         (folder / "multiplicity.yaml").write_text(yaml.safe_dump(self.multiplicity.to_dict()))
         if self.mass is not None:
@@ -213,10 +211,7 @@ class JetSurrogate:
     @classmethod
     def load(cls, folder: str | Path, weights: str | Path | None = None) -> "JetSurrogate":
         folder = Path(folder)
-        for name in ("config.yaml", "preprocessor.json", "multiplicity.yaml"):
-            if not (folder / name).exists():
-                raise InputFileError(f"{folder}: not a trained model folder (missing {name})")
-        cfg = yaml.safe_load((folder / "config.yaml").read_text())
+        cfg = load_model_config(folder, ("preprocessor.json", "multiplicity.yaml"), "model folder")
         if cfg.get("model") not in MODELS:
             raise InputFileError(f"{folder / 'config.yaml'}: unknown model {cfg.get('model')!r}")
         net = build_networks(cfg)[sampling_key(cfg)]
