@@ -285,7 +285,9 @@ def test_both_protocols_on_a_small_file(ds1_files, capsys):
         out = ds1_files / f"report_{protocol}"
         code = main(["evaluate", "calo", "--real", str(ds1_files / "a.h5"), "--gen", str(ds1_files / "b.h5"),
                      "--out", str(out), "--protocol", protocol, "--classifier-epochs", "3",
-                     "--classifier-runs", "1", "--no-progress"])
+                     "--classifier-runs", "1", "--no-progress"]
+                    + (["--classifier-hidden", "64,32", "--classifier-dtype", "float32"]
+                       if protocol == "calochallenge" else []))
         stdout = capsys.readouterr().out
         assert code == 0
         m = json.loads((out / "metrics.json").read_text())
@@ -302,12 +304,21 @@ def test_both_protocols_on_a_small_file(ds1_files, capsys):
             assert m["info"]["cut_mev"] == 1.0 and len(m["info"]["high_level_features"]) == 30
             assert m["info"]["classifier"]["select"] == "accuracy" and m["info"]["classifier"]["calibrated_auc"]
             assert "auc_low_uncalibrated" in m
+            # the CLI's narrower network on a CPU is recorded beside the rest of the recipe
+            assert list(m["info"]["classifier"]["hidden"]) == [64, 32]
+            assert m["info"]["classifier"]["dtype"] == "float32"
         else:
             assert m["info"]["cut_mev"] == 0.0 and len(m["info"]["high_level_features"]) == 14
             assert "auc_low_uncalibrated" not in m
     code = main(["evaluate", "calo", "--real", str(ds1_files / "a.h5"), "--gen", str(ds1_files / "b.h5"),
                  "--out", str(ds1_files / "x"), "--protocol", "bogus"])
     assert code != 0 and "bogus" in capsys.readouterr().err
+    for option, value in (("--classifier-hidden", "64,x"), ("--classifier-hidden", "0"), ("--classifier-dtype", "half")):
+        code = main(["evaluate", "calo", "--real", str(ds1_files / "a.h5"), "--gen", str(ds1_files / "b.h5"),
+                     "--out", str(ds1_files / "y"), option, value])
+        err = capsys.readouterr().err
+        assert code != 0 and option in err and len(err.strip().splitlines()) == 1
+        assert not (ds1_files / "y").exists()
 
 
 def test_fpd_of_long_feature_vectors_in_bounded_chunks(monkeypatch):

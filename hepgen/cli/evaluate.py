@@ -50,15 +50,30 @@ def calo(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Make the plots."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar over classifier epochs."),
     stream: bool = typer.Option(True, "--stream/--in-memory", help="Read the files in chunks and train the voxel classifiers from scratch files beside --out (bounded memory, the default), or read both files whole (same numbers)."),
+    classifier_hidden: str = typer.Option(None, "--classifier-hidden", help="Hidden widths of the classifier, comma-separated (default: the protocol's; calochallenge: 2048,2048,2048 as the 2024-25 evaluate.py, about 50 CPU-minutes per run at 10k showers; 512,512,512 is its 2022 default). Recorded in metrics.json info."),
+    classifier_dtype: str = typer.Option(None, "--classifier-dtype", help="float32 or float64 (default: the protocol's; calochallenge: float64 as the official script)."),
 ) -> None:
     """CaloChallenge evaluation: separation powers, classifier AUCs and weights, FPD/KPD, plots, HTML report."""
+    from hepgen.errors import OptionError
     from hepgen.evaluate.calo import evaluate_calo
 
     kinds = tuple(k.strip() for k in classifiers.split(",") if k.strip())
+    options = {}
+    if classifier_hidden is not None:
+        try:
+            options["hidden"] = tuple(int(w) for w in classifier_hidden.split(","))
+        except ValueError:
+            options["hidden"] = ()
+        if not options["hidden"] or min(options["hidden"]) < 1:
+            raise OptionError(f"--classifier-hidden: expected positive widths separated by commas, got {classifier_hidden!r}")
+    if classifier_dtype is not None:
+        if classifier_dtype not in ("float32", "float64"):
+            raise OptionError(f"--classifier-dtype: choose float32 or float64, got {classifier_dtype!r}")
+        options["dtype"] = classifier_dtype
     result = evaluate_calo(real, gen, out, geometry=geometry, cut=cut, classifier_epochs=classifier_epochs,
                            classifier_runs=classifier_runs, seed=seed, plots=plots, echo=typer.echo,
                            flag_threshold=flag_threshold, hit_cut=hit_cut, classifiers=kinds, progress=progress,
-                           protocol=protocol, stream=stream)
+                           protocol=protocol, stream=stream, classifier_options=options or None)
     typer.echo(f"report: {result.report}")
 
 
