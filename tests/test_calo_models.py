@@ -328,11 +328,15 @@ def test_calo_bench_extends_a_report_on_the_same_reference(tmp_path):
     from hepgen.bench.calo import _previous
 
     path = tmp_path / "calo_bench.json"
-    results = {"geometry": "ds2", "reference": "ref.h5", "num_showers": 10, "models": {}}
+    recipes = {"hepgen": {"epochs": 10}, "calochallenge": {"epochs": 50, "hidden": [512, 512, 512]}}
+    results = {"geometry": "ds2", "reference": "ref.h5", "num_showers": 10, "models": {}, "recipes": recipes}
     assert _previous(path, results) == {}
     path.write_text(json.dumps({**results, "models": {"a": 1}, "floor": {}}))
     assert _previous(path, results)["models"] == {"a": 1}
     assert _previous(path, {**results, "reference": "other.h5"}) == {}
+    # rows measured with another classifier recipe (here the official width) are not mixed in
+    other = {**recipes, "calochallenge": {"epochs": 50, "hidden": [2048, 2048, 2048]}}
+    assert _previous(path, {**results, "recipes": other}) == {}
 
 
 def test_caloinn_noise_stays_below_the_threshold_and_couplings_split_randomly():

@@ -96,7 +96,7 @@ def _previous(path: Path, results: dict) -> dict:
         old = json.loads(path.read_text())
     except ValueError:
         return {}
-    same = all(old.get(k) == results[k] for k in ("geometry", "reference", "num_showers"))
+    same = all(old.get(k) == results[k] for k in ("geometry", "reference", "num_showers", "recipes"))
     return old if same else {}
 
 
@@ -131,6 +131,10 @@ def bench_calo(models: list[str], reference: Path, floor: Path | None, out: Path
     energies = read_incident_energies(reference).astype(np.float32)  # as the reference sample holds them
     geometry = geo.name
     results: dict = {"geometry": geometry, "reference": str(reference), "num_showers": num_showers, "models": {}}
+    # the classifier recipes are part of what the rows mean: rows of another recipe are not kept
+    results["recipes"] = json.loads(json.dumps({
+        "hepgen": {"epochs": classifier_epochs, "runs": classifier_runs, **(classifier_options or {})},
+        "calochallenge": {"epochs": calochallenge_epochs, "runs": classifier_runs, **(calochallenge_options or {})}}))
     stem = "calo_bench" if geometry == "ds2" else f"calo_bench_{geometry}"
     previous = _previous(out / f"{stem}.json", results)
     if previous:  # same reference: keep the floor and the rows of models not re-run

@@ -73,6 +73,8 @@ def calo(
     out: Path = typer.Option(Path("bench-results"), "--out", help="Folder for calo_bench.md/.json."),
     protocol: str = typer.Option("hepgen,calochallenge", "--protocol", help="Evaluation protocols, comma separated: hepgen (classifiers as above), calochallenge (the challenge's evaluate.py recipe, comparable with the published rows)."),
     cc_classifier_epochs: int = typer.Option(50, "--cc-classifier-epochs", help="Epochs of each classifier run of the calochallenge protocol (batch 1000, lr 2e-4, as the challenge)."),
+    cc_classifier_hidden: str = typer.Option(None, "--cc-classifier-hidden", help="Hidden widths of the calochallenge classifier, comma-separated (default 2048,2048,2048 as the official script; 512,512,512 on a CPU)."),
+    cc_classifier_dtype: str = typer.Option(None, "--cc-classifier-dtype", help="float32 or float64 for the calochallenge classifier (default float64 as the official script)."),
 ) -> None:
     """AUC low/high, FPD/KPD under hepgen's and the CaloChallenge protocol, separation power, ms per shower at batch 1/100/10000, parameters, published rows."""
     from hepgen.bench.calo import bench_calo
@@ -85,6 +87,9 @@ def calo(
     load_geometry(geometry)
     if num_showers <= 0:
         raise OptionError(f"--num-showers must be positive, got {num_showers}")
+    from hepgen.cli.options import classifier_recipe
+
+    cc_options = classifier_recipe(cc_classifier_hidden, cc_classifier_dtype, prefix="--cc-classifier")
     if cc_classifier_epochs < 1:
         raise OptionError(f"--cc-classifier-epochs must be positive, got {cc_classifier_epochs}")
     protocols = tuple(p.strip() for p in protocol.split(",") if p.strip())
@@ -103,7 +108,7 @@ def calo(
     names = list(models) if models else [n for n in shipped_models() if n.endswith(f"/{geometry}")]
     bench_calo(names, reference, floor, out, out / "calo_work", classifier_epochs=classifier_epochs,
                classifier_runs=classifier_runs, solver=solver, steps=steps, protocols=protocols,
-               calochallenge_epochs=cc_classifier_epochs, echo=typer.echo)
+               calochallenge_epochs=cc_classifier_epochs, calochallenge_options=cc_options or None, echo=typer.echo)
 
 
 @app.command("events")

@@ -54,22 +54,11 @@ def calo(
     classifier_dtype: str = typer.Option(None, "--classifier-dtype", help="float32 or float64 (default: the protocol's; calochallenge: float64 as the official script)."),
 ) -> None:
     """CaloChallenge evaluation: separation powers, classifier AUCs and weights, FPD/KPD, plots, HTML report."""
-    from hepgen.errors import OptionError
+    from hepgen.cli.options import classifier_recipe
     from hepgen.evaluate.calo import evaluate_calo
 
     kinds = tuple(k.strip() for k in classifiers.split(",") if k.strip())
-    options = {}
-    if classifier_hidden is not None:
-        try:
-            options["hidden"] = tuple(int(w) for w in classifier_hidden.split(","))
-        except ValueError:
-            options["hidden"] = ()
-        if not options["hidden"] or min(options["hidden"]) < 1:
-            raise OptionError(f"--classifier-hidden: expected positive widths separated by commas, got {classifier_hidden!r}")
-    if classifier_dtype is not None:
-        if classifier_dtype not in ("float32", "float64"):
-            raise OptionError(f"--classifier-dtype: choose float32 or float64, got {classifier_dtype!r}")
-        options["dtype"] = classifier_dtype
+    options = classifier_recipe(classifier_hidden, classifier_dtype)
     result = evaluate_calo(real, gen, out, geometry=geometry, cut=cut, classifier_epochs=classifier_epochs,
                            classifier_runs=classifier_runs, seed=seed, plots=plots, echo=typer.echo,
                            flag_threshold=flag_threshold, hit_cut=hit_cut, classifiers=kinds, progress=progress,

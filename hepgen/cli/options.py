@@ -28,3 +28,23 @@ def comma_list(text: str) -> list[str]:
     """The items of a comma-separated option value, stripped, empty ones dropped
     (``"a, b,,"`` -> ``["a", "b"]``)."""
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def classifier_recipe(hidden: str | None, dtype: str | None, prefix: str = "--classifier") -> dict:
+    """Classifier options of ``hepgen evaluate calo`` / ``bench calo`` from the text of
+    ``PREFIX-hidden`` (positive widths, comma-separated) and ``PREFIX-dtype`` (float32 or
+    float64); options left out (None) are not in the result, so the protocol's own stay."""
+    options: dict = {}
+    if hidden is not None:
+        try:
+            widths = tuple(int(w) for w in comma_list(hidden))
+        except ValueError:
+            widths = ()
+        if not widths or min(widths) < 1:
+            raise OptionError(f"{prefix}-hidden: expected positive widths separated by commas, got {hidden!r}")
+        options["hidden"] = widths
+    if dtype is not None:
+        if dtype not in ("float32", "float64"):
+            raise OptionError(f"{prefix}-dtype: choose float32 or float64, got {dtype!r}")
+        options["dtype"] = dtype
+    return options
