@@ -70,7 +70,7 @@ NAE_THESIS: dict = {
     "image": {"size": [40, 40], "pixel": [0.029, 0.035], "centre": True, "rotate": True, "flip": True,
               "power": 1.0, "sigma": 1.0},
     # L1439, Appendix B: 5 + 4 convolutions of 8 filters, PReLU, D_z = 3, spectral norm
-    "network": {"latent_dim": 3, "channels": 8, "hidden": 32, "spectral_norm": True},
+    "network": {"latent_dim": 3, "channels": 8, "hidden": 32, "spectral_norm": True, "input_scale": None},
     # Table 5.1, L1439: Adam (defaults), lr 1e-3, 15k iterations of 2048
     "pretrain": {"lr": 1.0e-3, "iterations": 15000, "batch_size": 2048},
     # Table 5.1, Appendix B
@@ -182,7 +182,10 @@ def negative_samples(model: NormalizedAutoencoder, n: int, buffer: ReplayBuffer,
         generator: the random numbers.
 
     Returns:
-        ``(x_neg, stats)``: images (n, H, W) and the chains' statistics.
+        ``(x_neg, stats)``: images (n, H, W) and the chains' statistics (acceptances,
+        latent energies at the start and end, ``e_x0`` the mean energy of the decoded
+        starting images, ``move`` the mean relative L2 distance |x- - x0| / |x0| the
+        image-space chain moved them).
     """
 
     def uniform(k: int) -> torch.Tensor:
@@ -195,8 +198,10 @@ def negative_samples(model: NormalizedAutoencoder, n: int, buffer: ReplayBuffer,
         buffer.push(z)
         x0 = model.decode(z).clamp(0.0, 1.0)
         x, xs = langevin(model.energy, x0, data, generator)
+    move = float(((x - x0).flatten(1).norm(dim=1) / x0.flatten(1).norm(dim=1).clamp_min(1e-12)).mean())
     return x, {"latent_acceptance": zs["acceptance"], "data_acceptance": xs["acceptance"],
-               "latent_energy_start": zs["energy_start"], "latent_energy_end": zs["energy_end"]}
+               "latent_energy_start": zs["energy_start"], "latent_energy_end": zs["energy_end"],
+               "e_x0": xs["energy_start"], "move": move}
 
 
 @dataclass
@@ -419,7 +424,8 @@ def load_model(path: str | Path) -> NormalizedAutoencoder:
         d = torch.load(path, map_location="cpu", weights_only=True)
         cfg = d["config"]
         model = NormalizedAutoencoder(image_size=cfg["image_size"], latent_dim=cfg["latent_dim"],
-                                      channels=cfg["channels"], hidden=cfg["hidden"], spectral_norm=cfg["spectral_norm"])
+                                      channels=cfg["channels"], hidden=cfg["hidden"], spectral_norm=cfg["spectral_norm"],
+                                      input_scale=cfg.get("input_scale", 1.0))  # files before input_scale: 1
         model.load_state_dict(d["state"])
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise InputFileError(f"{path}: not an NAE model file ({type(exc).__name__})") from None

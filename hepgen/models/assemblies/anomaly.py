@@ -166,15 +166,19 @@ class NormalizedAutoencoder(nn.Module):
     """
 
     def __init__(self, image_size=(40, 40), latent_dim: int = 3, channels: int = 8, hidden: int = 32,
-                 spectral_norm: bool = True):
+                 spectral_norm: bool = True, input_scale: float | None = None):
         super().__init__()
         rows, cols = int(image_size[0]), int(image_size[1])
         if rows % 4 or cols % 4:
             raise ValueError(f"image size {rows} x {cols}: both must be divisible by 4")
         self.image_size = (rows, cols)
         self.latent_dim = int(latent_dim)
+        # the encoder reads x * input_scale: a jet image sums to 1, so its pixels are ~1/(rows
+        # cols) and an unscaled input leaves the first layers' outputs to their biases (the AE
+        # then collapses onto the mean image); the default scales the mean pixel to 1
+        self.input_scale = float(rows * cols if input_scale is None else input_scale)
         self.config = {"image_size": [rows, cols], "latent_dim": self.latent_dim, "channels": int(channels),
-                       "hidden": int(hidden), "spectral_norm": bool(spectral_norm)}
+                       "hidden": int(hidden), "spectral_norm": bool(spectral_norm), "input_scale": self.input_scale}
         c, sn = int(channels), bool(spectral_norm)
         self._map = (rows // 4, cols // 4)
         flat = self._map[0] * self._map[1]
@@ -209,7 +213,7 @@ class NormalizedAutoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, H, W) -> latent points on the unit sphere (B, D_z)."""
-        z = self.encoder(x.unsqueeze(1))
+        z = self.encoder((x * self.input_scale).unsqueeze(1))
         return z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
