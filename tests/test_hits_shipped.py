@@ -48,3 +48,15 @@ def test_shipped_ddpm_hits_samples_reproducibly_in_the_hit_layout(tmp_path, caps
     # hits lie around the jet axis within the 125 x 125 grid of 0.025 (|eta|, |phi| < 1.6)
     assert np.abs(clouds.hits[..., :2][mask]).max() < 1.6
     assert np.median(np.abs(clouds.hits[..., :2][mask])) < 0.4
+
+
+def test_shipped_ddpm_hits_draws_the_multiplicity_atom_at_the_cap():
+    """15 % of the training clouds hold exactly 300 hits (jets cut at the 300 most energetic
+    cells); the shipped sampler draws that atom with its frequency, not smeared below it."""
+    from hepgen.models.assemblies.hits import HitSurrogate
+    from hepgen.shipped import shipped_models
+
+    kde = HitSurrogate.load(shipped_models()[NAME]).multiplicity
+    n = kde.sample(20000, rng=11)
+    assert kde.atom_at_max and abs(np.mean(n == 300) - 0.152) < 0.01
+    assert abs(np.mean((n >= 250) & (n < 300)) - 0.175) < 0.015

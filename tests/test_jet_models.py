@@ -222,3 +222,21 @@ def test_bench_jets_takes_the_models_particle_count_and_refuses_a_mismatch(tmp_p
     with pytest.raises(OptionError, match="--test.*30 particles.*generates 150"):
         check_particles("mdma-flow/t150", load_model("mdma-flow/t150"), 30, Path("data/t30_test.h5"))
     check_particles("mdma-gan/t30", load_model("mdma-gan/t30"), 30, Path("data/t30_test.h5"))
+
+
+def test_multiplicity_kde_keeps_the_atom_at_the_cap():
+    """Hit clouds cut at 300 hits: 15 % sit exactly at the cap. A plain KDE smears that
+    atom (about half of it lands just below); ``atom_at_max`` draws it with its frequency."""
+    rng = np.random.default_rng(0)
+    counts = np.where(rng.random(20000) < 0.15, 300, np.clip(rng.normal(205, 45, 20000).round(), 1, 299)).astype(int)
+    plain = MultiplicityKDE.fit(counts, 300).sample(40000, rng=1)
+    assert np.mean(plain == 300) < 0.12  # the defect the option fixes
+    kde = MultiplicityKDE.fit(counts, 300, atom_at_max=True)
+    s = kde.sample(40000, rng=1)
+    assert s.min() >= 1 and s.max() <= 300
+    assert abs(np.mean(s == 300) - np.mean(counts == 300)) < 0.01
+    assert abs(np.mean((s >= 250) & (s < 300)) - np.mean((counts >= 250) & (counts < 300))) < 0.01
+    assert wasserstein_distance(s, counts) < 0.6 < wasserstein_distance(plain, counts)
+    again = MultiplicityKDE.from_dict(kde.to_dict())
+    assert again.atom_at_max
+    np.testing.assert_array_equal(again.sample(100, rng=5), kde.sample(100, rng=5))

@@ -75,7 +75,7 @@ def train_hits_model(model: str, data: str | os.PathLike, out: str | os.PathLike
     seed_everything(seed, workers=True, verbose=False)
     transform = HitTransform().fit(sample.hits, sample.mask)
     x = transform.transform(sample.hits, sample.mask).astype(np.float32)
-    mult = MultiplicityKDE.fit(sample.multiplicity, sample.max_hits)
+    mult = MultiplicityKDE.fit(sample.multiplicity, sample.max_hits, atom_at_max=True)
     net = HitDenoiser(**cfg["network"])
     module = DiffusionModule(net, Diffusion(**cfg["diffusion"]), **training)
     out.mkdir(parents=True, exist_ok=True)
