@@ -63,8 +63,26 @@ def test_ddpm_hits_trains_and_samples_reproducibly(tmp_path):
                  "--out", str(run), "--no-progress"]) == 0
     losses = [float(r["ddpm_loss"]) for r in csv.DictReader(open(run / "logs" / "ddpm" / "metrics.csv"))
               if r.get("ddpm_loss")]
-    k = max(2, len(losses) // 4)
-    assert np.mean(losses[-k:]) < np.mean(losses[:k]), losses
+    assert len(losses) >= 2 and np.isfinite(losses).all()
+    # it trains: the v-loss on the training clouds (fixed draws of t and noise, 20 passes)
+    # falls from the random initialisation's (1.26-1.51) to about that of predicting v = 0
+    # (~1.0); 60 steps of this tiny run get no further, and the logged losses (one batch of
+    # 20 clouds each) are too noisy to show even that
+    from hepgen.models.assemblies.hits import HitDenoiser, HitSurrogate
+
+    model = HitSurrogate.load(run)
+    sample = read_hits(data)
+    x = torch.as_tensor(model.transform.transform(sample.hits, sample.mask), dtype=torch.float32)
+    m = torch.as_tensor(sample.mask)
+
+    def v_loss(net):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            return float(np.mean([model.diffusion.loss(net, x, m) for _ in range(20)]))
+
+    torch.manual_seed(0)
+    trained = v_loss(model.network)
+    assert trained < 1.02 and trained < 0.85 * v_loss(HitDenoiser(**model.cfg["network"]).eval()), losses
     outs = []
     for tag in ("a", "b"):
         outs.append(tmp_path / f"{tag}.h5")
@@ -133,3 +151,25 @@ def test_hit_transform_round_trips_and_clips_to_the_training_range():
     assert t.inverse_transform(np.full_like(z, 30.0), mask)[mask][:, 2].max() == pytest.approx(e.max())
     with pytest.raises(InvalidDataError, match="unknown saved transform 'nope'"):
         from_dict({"name": "nope"})
+
+
+def test_hit_denoiser_sees_the_multiplicity():
+    """A cloud and the same cloud twice: the mean-pooled, softmax-attention network without
+    ``multiplicity`` cannot tell them apart (so it draws the same hit energies at every N,
+    and the total energy grows like N); with it (new runs) the per-hit outputs differ."""
+    from hepgen.models.assemblies.hits import THESIS, HitDenoiser
+
+    assert THESIS["ddpm-hits"]["network"]["multiplicity"]
+    torch.manual_seed(0)
+    x = torch.randn(1, 5, 3)
+    twice = torch.cat([x, x], 1)
+    t = torch.full((1,), 0.3)
+    m5, m10 = torch.ones(1, 5, dtype=torch.bool), torch.ones(1, 10, dtype=torch.bool)
+    blind = HitDenoiser(dim=16, hidden=32, heads=2, blocks=2, time_dim=16).eval()
+    torch.testing.assert_close(blind(t, twice, m10)[:, :5], blind(t, x, m5), atol=1e-5, rtol=0)
+    net = HitDenoiser(dim=16, hidden=32, heads=2, blocks=2, time_dim=16, multiplicity=True).eval()
+    assert (net(t, twice, m10)[:, :5] - net(t, x, m5)).abs().max() > 1e-3
+    # padding does not count
+    padded = torch.cat([x, torch.zeros(1, 3, 3)], 1)
+    mp = torch.tensor([[True] * 5 + [False] * 3])
+    torch.testing.assert_close(net(t, padded, mp)[:, :5], net(t, x, m5), atol=1e-5, rtol=0)
