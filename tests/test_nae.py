@@ -235,3 +235,73 @@ def test_pretrained_ae_reconstructs_each_jet_not_the_mean_image(input_scale, lea
         assert e_ae < 0.6 * e_mean_image and spread > 0.3
     else:
         assert e_ae > 0.9 * e_mean_image and spread < 0.05
+
+
+@pytest.fixture(scope="module")
+def toy_ae():
+    """An AE pre-trained on 128 two-prong toy jets (the thesis network, ~20 s), and the images."""
+    import torch
+
+    from hepgen.models.assemblies.anomaly import NormalizedAutoencoder
+    from hepgen.training.nae import jet_images, nae_config, pretrain
+
+    cfg = nae_config({"pretrain": {"batch_size": 32, "iterations": 150, "lr": 3.0e-3}})
+    images = torch.as_tensor(jet_images(synthetic_jets(128, 2, 0).particle_features, cfg["image"]))
+    torch.manual_seed(0)
+    model = NormalizedAutoencoder()
+    pretrain(model, images, cfg, torch.Generator().manual_seed(0))
+    return model.eval(), images
+
+
+def _thesis_table_chains(energy_unit):
+    """Table 5.1's chains as absolute numbers (the settings before the chains ran on E / E_data)."""
+    return {"nae": {"energy_unit": energy_unit,
+                    "latent_chain": {"step_size": 100.0, "noise": 1.0e-2, "clip_grad": None},
+                    "data_chain": {"step_size": 50.0, "noise": 1.0e-4, "metropolis": True, "anneal": True}}}
+
+
+def test_latent_chain_moves_to_low_energy_and_negatives_carry_the_data_energy(toy_ae):
+    # Jet-image energies are ~1e-6 (pixels ~1/1600). With Table 5.1's absolute lambda_z = 100,
+    # sigma_z = 1e-2 the latent drift |lambda grad H| was ~1e-3 of the noise and T_z = 5e-7
+    # above the whole H range: the chain accepted 99.99 % and its end points were uniform on
+    # the sphere (Pythia top AE: H 3.67e-8 -> 3.52e-8 in 10 steps). The image chain at
+    # T_x = 1e-10 left the negatives at the decoder's fixed points, E(x-) ~ 0.003 E(x+),
+    # where the NAE loss has no gradient (zero residual). The chains now run on E / E_data.
+    import torch
+
+    from hepgen.models.blocks.langevin import ReplayBuffer
+    from hepgen.training.nae import _chains, energy_unit, nae_config, negative_samples
+
+    model, images = toy_ae
+    results = {}
+    for name, cfg in (("data unit", nae_config()), ("absolute table", nae_config(_thesis_table_chains(1.0)))):
+        unit = energy_unit(model, images, cfg)
+        x, stats = negative_samples(model, 64, ReplayBuffer(128), *_chains(cfg), torch.Generator().manual_seed(1), unit)
+        with torch.no_grad():
+            e_neg = float(model.energy(x).mean())
+        results[name] = (stats, e_neg)
+    e_data = energy_unit(model, images, nae_config())
+    stats, e_neg = results["data unit"]
+    # the latent chain follows the energy down (toy: H falls ~60x) and rejects some uphill moves
+    assert stats["latent_energy_end"] < 0.2 * stats["latent_energy_start"] and stats["latent_acceptance"] < 0.98
+    # the negatives lie near the low-energy decoder images, with an energy like the data's
+    assert 0.3 * e_data < e_neg < 3 * e_data
+    stats, e_neg = results["absolute table"]
+    assert stats["latent_energy_end"] > 0.8 * stats["latent_energy_start"] and stats["latent_acceptance"] > 0.99
+    assert e_neg < 0.3 * e_data
+
+
+def test_energy_unit_from_data_or_number(toy_ae):
+    import torch
+
+    from hepgen.errors import OptionError
+    from hepgen.training.nae import energy_unit, nae_config
+
+    model, images = toy_ae
+    with torch.no_grad():
+        mean = float(model.energy(images).mean())
+    assert energy_unit(model, images, nae_config()) == pytest.approx(mean, rel=1e-5)
+    assert energy_unit(model, images, nae_config({"nae": {"energy_unit": 2.5e-6}})) == 2.5e-6
+    for bad in ("median", 0, -1.0, True):
+        with pytest.raises(OptionError, match="energy_unit"):
+            nae_config({"nae": {"energy_unit": bad}})

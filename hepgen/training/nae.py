@@ -20,14 +20,30 @@ Two phases (L1417-1421):
    40k iterations of batch 128 (Table 5.1; "50 epochs").
 
 **Negative samples by on-manifold initialisation (OMI, L1425-1431)**: a latent chain on
-the unit sphere, Langevin on H(z) = E(f_D(z)) (eq. 5.7, 5.8; lambda_z = 100,
-sigma_z = 1e-2, 30 steps, Metropolis step), started from the replay buffer (probability
+the unit sphere, Langevin on H(z) = E(f_D(z)) (eq. 5.7, 5.8; Table 5.1: lambda_z = 100,
+sigma_z = 1e-2, 30 steps, Metropolis step; here see "Chain units"), started from the replay buffer (probability
 0.95) or uniformly on the sphere; the final latent points go back into the buffer
 (10000 states, Appendix B); the decoded points f_D(z) start a chain in image space
-(eq. 3.35; lambda_x = 50, sigma_x = 1e-4, 30 steps, Metropolis step and noise annealing,
-states clamped to [0, 1]); its end points are x-. The Langevin machinery is
+(eq. 3.35; Table 5.1: lambda_x = 50, sigma_x = 1e-4, 30 steps, Metropolis step and noise
+annealing; here see "Chain units"; states clamped to [0, 1]); its end points are x-. The Langevin machinery is
 :mod:`hepgen.models.blocks.langevin`. (Table 5.1 quotes T_x = 1e-7, T_z ~ 1e-6; its own
-lambda and sigma give sigma^2 / (2 lambda) = 1e-10 and 5e-7; we take lambda and sigma.)
+lambda and sigma give sigma^2 / (2 lambda) = 1e-10 and 5e-7.)
+
+**Chain units (a departure from Table 5.1's numbers)**: both chains sample
+exp(-E / (u T)) with u = ``nae.energy_unit``, by default the mean energy of the pre-trained
+AE on the training images (:func:`energy_unit`, fixed for the whole phase); step sizes and
+temperatures are in units of u. Table 5.1's absolute numbers assume the seed's energy
+scale; on ours (E ~ 1e-6 for images that sum to 1) they made both chains idle, measured on
+Pythia jets (8k tops, AE E_data = 4.1e-6): the latent drift lambda_z |grad H| was 1.7e-5
+against a noise of 1.4e-2 and T_z = 5e-7 lay above the whole latent range of H (1e-10 to
+1.8e-7), so 99.99 % of the proposals were accepted and the chain drew uniform points on the
+sphere (H 3.67e-8 -> 3.52e-8 in 10 steps, 3.32e-8 in 300); the image chain at
+T_x = 1e-10 left the negatives at the decoder's fixed points, E(x-) = 1.1e-8 ~ 0.003 E(x+),
+where the loss has no gradient (a zero residual has none). The defaults (``NAE_THESIS``)
+put the latent temperature at 4.5e-4 u (drift ~ noise, steps clipped to 0.1 rad) and the
+image chain at 1.3e-3 u without Metropolis step or annealing, so its thermal excursion off
+the manifold (~ pixels / 2 * T) gives E(x-) ~ u (measured 0.97 u) as the seed's loss
+"close to zero" requires. ``energy_unit: 1.0`` with Table 5.1's numbers gives the old chains.
 
 **Model selection by the energy difference (L1448)**: "the best model is chosen by taking
 the iteration with the loss function closest to zero and with stable positive and
@@ -77,10 +93,19 @@ NAE_THESIS: dict = {
     "nae": {"lr": 1.0e-5, "iterations": 40000, "batch_size": 128, "gamma": 1.0, "l2": 1.0e-8,
             "buffer_size": 10000, "replay_ratio": 0.95, "checkpoint_every": 500,
             "stable_factor": 2.0, "collapse_factor": 100.0,
-            "latent_chain": {"steps": 30, "step_size": 100.0, "noise": 1.0e-2, "metropolis": True,
-                             "anneal": False, "clip_grad": None},
-            "data_chain": {"steps": 30, "step_size": 50.0, "noise": 1.0e-4, "metropolis": True,
-                           "anneal": True, "clip_grad": None}},
+            # the chains run on E / energy_unit: "data" = the mean energy of the pre-trained AE
+            # on the training images (module docstring, "Chain units"); a number = that unit
+            "energy_unit": "data",
+            # latent: T = 0.03^2 / 2 = 4.5e-4 E_data, the drift (|grad H| ~ 0.04-0.6 per
+            # radian) as large as the noise; clipped so one step moves at most 0.1 rad
+            "latent_chain": {"steps": 30, "step_size": 1.0, "noise": 3.0e-2, "metropolis": True,
+                             "anneal": False, "clip_grad": 0.1},
+            # image space: T = 1.6e-3^2 / 2e-3 = 1.3e-3 E_data, so a chain's thermal excursion
+            # off the decoder manifold (~ pixels / 2 * T) carries E(x-) ~ E_data (measured:
+            # 0.97); 1e-3 E_data per unit gradient contracts the off-manifold residual by
+            # ~30 % a step at E_data = 4e-6
+            "data_chain": {"steps": 30, "step_size": 1.0e-3, "noise": 1.6e-3, "metropolis": False,
+                           "anneal": False, "clip_grad": None}},
     # wall-clock caps of the two phases in minutes (None: none)
     "max_minutes": {"pretrain": None, "nae": None},
     "seed": 0,
@@ -102,6 +127,9 @@ def nae_config(override: dict | None = None) -> dict:
             raise OptionError(f"--config: {phase}.lr must be positive, got {cfg[phase]['lr']}")
     if int(cfg["nae"]["checkpoint_every"]) < 1:
         raise OptionError(f"--config: nae.checkpoint_every must be positive, got {cfg['nae']['checkpoint_every']}")
+    unit = cfg["nae"].get("energy_unit", "data")
+    if not (unit == "data" or (isinstance(unit, (int, float)) and not isinstance(unit, bool) and unit > 0)):
+        raise OptionError(f"--config: nae.energy_unit must be 'data' or a positive number, got {unit!r}")
     for name in ("latent_chain", "data_chain"):
         ch = cfg["nae"][name]
         if int(ch["steps"]) < 0 or float(ch["step_size"]) < 0 or float(ch["noise"]) < 0:
@@ -170,8 +198,18 @@ class _Frozen:
         return False
 
 
+def energy_unit(model: NormalizedAutoencoder, images: torch.Tensor, cfg: dict, max_images: int = 2048) -> float:
+    """The energy unit of the Langevin chains: ``nae.energy_unit`` when a number, else
+    (``"data"``) the mean energy of ``model`` on the first ``max_images`` training images."""
+    unit = cfg["nae"].get("energy_unit", "data")
+    if unit != "data":
+        return float(unit)
+    with _Frozen(model), torch.no_grad():
+        return float(model.energy(images[:max_images]).mean().clamp_min(1e-30))
+
+
 def negative_samples(model: NormalizedAutoencoder, n: int, buffer: ReplayBuffer, latent: ChainSettings,
-                     data: ChainSettings, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+                     data: ChainSettings, generator: torch.Generator, unit: float = 1.0) -> tuple[torch.Tensor, dict]:
     """``n`` negative samples by on-manifold initialisation (module docstring); fills ``buffer``.
 
     Args:
@@ -180,6 +218,7 @@ def negative_samples(model: NormalizedAutoencoder, n: int, buffer: ReplayBuffer,
         buffer: replay buffer of latent end points (drawn from, then pushed to).
         latent, data: the latent and the image-space chain.
         generator: the random numbers.
+        unit: both chains sample exp(-E / (unit T)): they run on E / unit (:func:`energy_unit`).
 
     Returns:
         ``(x_neg, stats)``: images (n, H, W) and the chains' statistics (acceptances,
@@ -194,14 +233,14 @@ def negative_samples(model: NormalizedAutoencoder, n: int, buffer: ReplayBuffer,
 
     with _Frozen(model):
         z0 = buffer.draw(n, uniform, generator)
-        z, zs = langevin(model.latent_energy, z0, latent, generator)
+        z, zs = langevin(lambda v: model.latent_energy(v) / unit, z0, latent, generator)
         buffer.push(z)
         x0 = model.decode(z).clamp(0.0, 1.0)
-        x, xs = langevin(model.energy, x0, data, generator)
+        x, xs = langevin(lambda v: model.energy(v) / unit, x0, data, generator)
     move = float(((x - x0).flatten(1).norm(dim=1) / x0.flatten(1).norm(dim=1).clamp_min(1e-12)).mean())
     return x, {"latent_acceptance": zs["acceptance"], "data_acceptance": xs["acceptance"],
-               "latent_energy_start": zs["energy_start"], "latent_energy_end": zs["energy_end"],
-               "e_x0": xs["energy_start"], "move": move}
+               "latent_energy_start": zs["energy_start"] * unit, "latent_energy_end": zs["energy_end"] * unit,
+               "e_x0": xs["energy_start"] * unit, "move": move}
 
 
 @dataclass
@@ -323,12 +362,13 @@ def train_nae_phase(model: NormalizedAutoencoder, images: torch.Tensor, cfg: dic
     perm, pos = torch.randperm(len(images), generator=generator), 0
     window: list[tuple[float, float]] = []
     collapsed = None
+    unit = energy_unit(model, images, cfg)
     for it in range(1, int(c["iterations"]) + 1):
         if pos + batch > len(images):
             perm, pos = torch.randperm(len(images), generator=generator), 0
         x_pos = images[perm[pos:pos + batch]]
         pos += batch
-        x_neg, stats = negative_samples(model, batch, buffer, latent, data, generator)
+        x_neg, stats = negative_samples(model, batch, buffer, latent, data, generator, unit)
         model.train()
         total, loss, e_pos, e_neg = nae_loss(model, x_pos, x_neg, gamma, l2)
         opt.zero_grad()
@@ -359,6 +399,8 @@ def train_nae_phase(model: NormalizedAutoencoder, images: torch.Tensor, cfg: dic
     stable = [ck for ck in checkpoints if ck["stable"] and ck["iteration"] in states]
     selected = min(stable, key=lambda ck: (abs(ck["loss"]), -ck["iteration"])) if stable else None
     state = states[selected["iteration"]] if selected else None
+    if selected is not None:
+        selected = {**selected, "energy_unit": unit}
     return state, log, checkpoints, selected, collapsed
 
 
