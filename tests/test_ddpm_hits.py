@@ -99,6 +99,11 @@ def test_ddpm_hits_trains_and_samples_reproducibly(tmp_path):
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["sampler"]["method"] == "distilled" and cfg["distilled_steps"] == 2
     assert [r["steps"] for r in cfg["distillation"]["rounds"]] == [4, 2]
+    # without --reference-steps the teacher is DDIM 64 (16 lost ~15 % of the energy), or the
+    # largest power of two within a shorter chain (T = 50 here: 32)
+    assert main(["student", str(run), "--steps", "8", "--iterations", "5", "--default", "8"]) == 0
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert [r["steps"] for r in cfg["distillation"]["rounds"]] == [16, 8] and cfg["distilled_steps"] == 8
     for tag in ("e", "f"):
         assert main(["sample", str(run), "--num", "12", "--seed", "4", "--out", str(tmp_path / f"{tag}.h5")]) == 0
     np.testing.assert_array_equal(read_hits(tmp_path / "e.h5").hits, read_hits(tmp_path / "f.h5").hits)
