@@ -5,7 +5,8 @@
   schedule over its planned budget (:mod:`hepgen.training.schedule`).
 * :class:`GANModule` -- adversarial training with manual optimisation: critic step(s)
   with LSGAN or WGAN-GP (gradient penalty), generator step with mean-field matching
-  (switched off after ``mean_field_steps`` generator steps, as in the public MDMA code),
+  (switched off after ``mean_field_steps`` generator steps if set, as in the public MDMA code;
+  the jet assembly keeps it on: see ``hepgen.models.assemblies.jets``),
   critic frozen during the generator step.
 * :class:`FlowMatchingModule` -- conditional flow matching (optionally OT-CFM).
 * :class:`NLLModule` / :class:`FlowNLLModule` -- maximum likelihood of ``zuko`` flows /
