@@ -168,7 +168,10 @@ def test_train_sample_resume_and_models(tmp_path, fixture_dir, capsys):
     a, b = tmp_path / "a.h5", tmp_path / "b.h5"
     r = run("sample", str(run_dir), "--num", "300", "--seed", "4", "--out", str(a))
     assert r.returncode == 0, r.stderr
-    assert main(["sample", str(run_dir), "--num", "300", "--seed", "4", "--out", str(b)]) == 0
+    assert "%|" in r.stderr  # the progress bar
+    # --no-progress (background runs with a log file): no bar, the same jets
+    assert main(["sample", str(run_dir), "--num", "300", "--seed", "4", "--out", str(b), "--no-progress"]) == 0
+    assert "%|" not in capsys.readouterr().err
     assert a.read_bytes() == b.read_bytes()
     with h5py.File(a) as f:
         assert f["particle_features"].shape == (300, 30, 4)

@@ -88,6 +88,7 @@ def sample(
     process: str = typer.Option(None, "--process", help="Event models: the process to generate (ttbar, wjets, zjets, multijet, gammajets, stop); needed for a multi-process model such as event-cflow/sm; stop without --stop-mass/--lsp-mass is the default point 220/20 GeV."),
     stop_mass: float = typer.Option(None, "--stop-mass", help="Event models with stop: the stop mass in GeV (a mass scan is a condition); default 220 (the Dark Machines stop_01 point 220/20 GeV, a trained point of event-cflow/sm). A mass point the model was not trained on is interpolated between the trained ones (extrapolated outside the scan; the sampler prints which)."),
     lsp_mass: float = typer.Option(None, "--lsp-mass", help="Event models with stop: the neutralino mass in GeV; default 20."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar (off for background runs with a log file)."),
 ) -> None:
     """Sample jets, showers or events from a trained or shipped model. Events are written in
     the Dark Machines format with the process ID set and every event weighted by the
@@ -112,7 +113,7 @@ def sample(
 
         start = time.perf_counter()
         events = surrogate.sample(num, seed=seed, batch_size=batch_size or 10_000, method=solver, steps=steps,
-                                  process=process, stop_mass=stop_mass, lsp_mass=lsp_mass)
+                                  process=process, stop_mass=stop_mass, lsp_mass=lsp_mass, progress=progress)
         elapsed = time.perf_counter() - start
         write_events(events, out)
         note = surrogate.point_note(process, stop_mass, lsp_mass)
@@ -130,7 +131,7 @@ def sample(
         from hepgen.data.hits import write_hits
 
         start = time.perf_counter()
-        clouds = surrogate.sample(num, seed=seed, batch_size=batch_size, method=solver, steps=steps, progress=True)
+        clouds = surrogate.sample(num, seed=seed, batch_size=batch_size, method=solver, steps=steps, progress=progress)
         elapsed = time.perf_counter() - start
         write_hits(clouds, out)
         typer.echo(f"wrote {num} hit clouds to {out} ({1e6 * elapsed / num:.0f} µs per jet)")
@@ -143,13 +144,14 @@ def sample(
 
         start = time.perf_counter()
         default_batch = None if isinstance(surrogate, GridSurrogate) else 1000  # grid decoders: 100
-        showers = surrogate.sample(num, seed=seed, batch_size=batch_size or default_batch, method=solver, steps=steps)
+        showers = surrogate.sample(num, seed=seed, batch_size=batch_size or default_batch, method=solver, steps=steps,
+                                   progress=progress)
         elapsed = time.perf_counter() - start
         write_showers(showers, out, attrs={"model": surrogate.cfg["model"], "seed": seed})
         typer.echo(f"wrote {num} {surrogate.cfg['geometry']} showers to {out} ({1e3 * elapsed / num:.2f} ms per shower)")
         return
     start = time.perf_counter()
-    jets = surrogate.sample(num, seed=seed, batch_size=batch_size, method=solver, steps=steps, progress=True)
+    jets = surrogate.sample(num, seed=seed, batch_size=batch_size, method=solver, steps=steps, progress=progress)
     elapsed = time.perf_counter() - start
     write_jets(jets, out, attrs={"model": surrogate.cfg["model"], "seed": seed, "relative_jet_features": 1})
     typer.echo(f"wrote {num} jets to {out} ({1e6 * elapsed / num:.1f} µs per jet)")
