@@ -78,6 +78,34 @@ def test_schedules_warm_up_decay_and_stay_at_the_end():
     assert one(1000) == pytest.approx(1 / 25 / 1e4, rel=1e-3)
     with pytest.raises(OptionError, match="unknown schedule"):
         ScheduleFactor("linear", 10)
+    exp = ScheduleFactor("exponential", 1000, lr_decay=0.95, steps_per_epoch=100)
+    assert [exp(s) for s in (0, 99, 100, 250)] == pytest.approx([1.0, 1.0, 0.95, 0.95 ** 2])
+    with pytest.raises(OptionError, match="lr_decay"):
+        ScheduleFactor("exponential", 10, lr_decay=1.5)
+
+
+def test_manual_optimisation_modules_step_their_schedules(tmp_path):
+    """Lightning steps schedulers only under automatic optimisation: the grid GANs and the
+    BIB-AE (manual optimisation) configured a schedule that never moved. The shared module
+    now steps it once per batch: after 2 epochs of an exponential schedule x 0.5 per epoch
+    every optimiser runs at a quarter of its rate."""
+    import lightning
+
+    from hepgen.models.assemblies.grids import build_grid_networks, grid_config
+    from hepgen.training.grids import BIBAEModule
+
+    cfg = grid_config("bib-ae", "ild-photons", {"network": {"latent": 2, "noise": 2, "channels": 4, "pp_channels": 2},
+                                                "training": {"schedule": "exponential", "lr_decay": 0.5,
+                                                             "critic_steps": 1, "epochs": 2, "pp_epochs": 0}})
+    module = BIBAEModule(build_grid_networks(cfg), **cfg["training"])
+    x = torch.rand(4, 30, 30, 30) * (torch.rand(4, 30, 30, 30) < 0.05)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.rand(4, 1)), batch_size=2)
+    module.set_steps_per_epoch(loader)
+    trainer = lightning.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                                enable_model_summary=False)
+    trainer.fit(module, loader)
+    rates = [o.param_groups[0]["lr"] for o in trainer.optimizers]
+    assert rates == pytest.approx([5e-4 / 4, 5e-4 / 4, 2e-3 / 4, 5e-4 / 4])
 
 
 class _Crash(Callback):

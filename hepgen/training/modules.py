@@ -22,6 +22,8 @@ one); every module runs unchanged on CPU, one GPU or several (DDP).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from lightning import LightningModule
 
@@ -31,7 +33,7 @@ from hepgen.models.blocks.gan import GAN_LOSSES, gradient_penalty, mean_field_ma
 from hepgen.training.ema import warm_ema
 from hepgen.training.schedule import make_scheduler, planned_steps
 
-SCHEDULE_KEYS = ("schedule", "warmup", "final_lr_fraction", "schedule_epochs")
+SCHEDULE_KEYS = ("schedule", "warmup", "final_lr_fraction", "schedule_epochs", "lr_decay")
 
 
 class TrainingModule(LightningModule):
@@ -64,7 +66,8 @@ class TrainingModule(LightningModule):
         """Lightning's return value of ``configure_optimizers`` for ``optimizers``, each
         with a per-step scheduler unless the schedule is constant."""
         steps = planned_steps(self.trainer, self.schedule_cfg, self.steps_per_epoch)
-        schedulers = [make_scheduler(o, self.schedule_cfg, steps) for o in optimizers]
+        per_epoch = self.steps_per_epoch or None
+        schedulers = [make_scheduler(o, self.schedule_cfg, steps, per_epoch) for o in optimizers]
         if all(s is None for s in schedulers):
             return optimizers[0] if len(optimizers) == 1 else optimizers
         return list(optimizers), [{"scheduler": s, "interval": "step"} for s in schedulers]
@@ -74,10 +77,21 @@ class TrainingModule(LightningModule):
             self.ema.update_parameters(self.sampled())
 
     def step_schedulers(self):
-        """One step of every learning-rate scheduler (modules with manual optimisation)."""
+        """One step of every learning-rate scheduler. The schedules count batches, so an
+        optimiser that has not stepped yet (a generator between critic steps, a stage that
+        starts later) is still on the common clock: torch's warning about it is silenced."""
         schedulers = self.lr_schedulers()
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
-            scheduler.step()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+            for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+                scheduler.step()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        """Modules with manual optimisation step their schedulers here, once per batch
+        (Lightning steps them only under automatic optimisation): every such module gets
+        its schedule without having to remember the call."""
+        if not self.automatic_optimization:
+            self.step_schedulers()
 
 
 def schedule_options(kwargs: dict) -> dict:
@@ -166,7 +180,6 @@ class GANModule(TrainingModule):
             self.generator_steps += 1
             self.update_ema()
             self.log("generator_loss", loss_g, prog_bar=True, batch_size=len(x))
-        self.step_schedulers()
         return loss_c
 
 
@@ -412,7 +425,6 @@ class PointFlowModule(TrainingModule):
         self.critic.requires_grad_(True)
         self.remember(x, mask, z)
         self.update_ema()
-        self.step_schedulers()
         self.log("nll", nll, prog_bar=True, batch_size=len(x))
         self.log("critic_loss", loss_c, batch_size=len(x))
         self.log("adversarial_loss", adv, batch_size=len(x))

@@ -10,6 +10,9 @@ run starts so that ``--resume`` continues the same curve):
 ``one-cycle``  ``torch.optim.lr_scheduler.OneCycleLR``'s cosine shape: from max/25
                up to the maximum at ``warmup`` x S (default 0.3), down to max/1e4
                (CaloINN, seed 002 Table B.1)
+``exponential`` ``lr_decay`` ** (completed epochs): the learning rate multiplied by
+               ``lr_decay`` after every epoch (the BIB-AEs of seed 001 appendix A: 0.95
+               for photons, 0.97 for pions)
 
 The scheduler is a ``LambdaLR`` whose factor depends on the step count alone, so its
 state in the Lightning checkpoint is just that count and resuming is exact. Past S the
@@ -24,20 +27,23 @@ import torch
 
 from hepgen.errors import OptionError
 
-SCHEDULES = ("constant", "cosine", "one-cycle")
+SCHEDULES = ("constant", "cosine", "one-cycle", "exponential")
 
 
 class ScheduleFactor:
     """Picklable factor(step) of a schedule (see the module docstring).
 
     Args:
-        kind: ``constant``, ``cosine`` or ``one-cycle``.
+        kind: ``constant``, ``cosine``, ``one-cycle`` or ``exponential``.
         total_steps: the planned number of optimiser steps S.
         warmup: the warm-up share of S (cosine default 0.02, one-cycle 0.3).
         final_lr_fraction: the cosine's end value as a share of the maximum.
+        lr_decay: the exponential schedule's factor per epoch.
+        steps_per_epoch: optimiser steps of one epoch (the exponential schedule's stair width).
     """
 
-    def __init__(self, kind: str, total_steps: int, warmup: float | None = None, final_lr_fraction: float = 0.01):
+    def __init__(self, kind: str, total_steps: int, warmup: float | None = None, final_lr_fraction: float = 0.01,
+                 lr_decay: float = 0.95, steps_per_epoch: int | None = None):
         if kind not in SCHEDULES:
             raise OptionError(f"training.schedule: unknown schedule {kind!r}; choose from {', '.join(SCHEDULES)}")
         self.kind = kind
@@ -45,11 +51,17 @@ class ScheduleFactor:
         default = 0.3 if kind == "one-cycle" else 0.02
         self.warmup = max(int(round((default if warmup is None else float(warmup)) * self.total)), 0)
         self.final = float(final_lr_fraction)
+        self.decay = float(lr_decay)
+        if kind == "exponential" and not (0 < self.decay <= 1):
+            raise OptionError(f"training.lr_decay must lie in (0, 1], got {lr_decay}")
+        self.epoch_steps = max(int(steps_per_epoch or 1), 1)
 
     def __call__(self, step: int) -> float:
         s = min(int(step), self.total)
         if self.kind == "constant":
             return 1.0
+        if self.kind == "exponential":
+            return self.decay ** (s // self.epoch_steps)
         if self.kind == "cosine":
             if s < self.warmup:
                 return (s + 1) / (self.warmup + 1)
@@ -64,11 +76,17 @@ class ScheduleFactor:
         return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * p))
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, training: dict, total_steps: int):
+def make_scheduler(optimizer: torch.optim.Optimizer, training: dict, total_steps: int,
+                   steps_per_epoch: int | None = None):
     """A per-step ``LambdaLR`` for ``optimizer`` from a run's ``training`` section, or
-    None for the constant schedule."""
+    None for the constant schedule. ``steps_per_epoch`` (optimiser steps of this optimiser
+    per epoch) sets the exponential schedule's epochs; without it they are S divided by
+    ``schedule_epochs``."""
     kind = str(training.get("schedule", "constant"))
-    factor = ScheduleFactor(kind, total_steps, training.get("warmup"), float(training.get("final_lr_fraction", 0.01)))
+    if steps_per_epoch is None and training.get("schedule_epochs"):
+        steps_per_epoch = max(int(round(total_steps / float(training["schedule_epochs"]))), 1)
+    factor = ScheduleFactor(kind, total_steps, training.get("warmup"), float(training.get("final_lr_fraction", 0.01)),
+                            float(training.get("lr_decay", 0.95)), steps_per_epoch)
     if kind == "constant":
         return None
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
