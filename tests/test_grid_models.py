@@ -64,10 +64,50 @@ def test_post_processor_starts_as_the_identity_and_the_sorted_mmd_sees_the_spect
     from hepgen.models.assemblies.grids import PostProcessor, sorted_kernel_mmd
 
     x = torch.rand(3, 6, 5, 5) * (torch.rand(3, 6, 5, 5) < 0.3)
-    torch.testing.assert_close(PostProcessor(8)(x, torch.rand(3, 1)), x)
-    real = torch.rand(8, 400) * 5
+    pp = PostProcessor(8)
+    torch.testing.assert_close(pp(x, torch.rand(3, 1)), x)
+    torch.nn.init.constant_(pp.net[-1].bias, 0.3)  # a per-cell offset: hits move, empty cells stay empty
+    out = pp(x, torch.rand(3, 1))
+    assert (out[x == 0] == 0).all() and torch.allclose(out[x > 0], x[x > 0] + 0.3)
+    real = torch.rand(8, 400) * 0.5
     assert sorted_kernel_mmd(real, real) == pytest.approx(0.0, abs=1e-6)
     assert sorted_kernel_mmd(real, real * 1.5) > sorted_kernel_mmd(real, real * 1.05) > 0
+    # the seed's per-shower kernel on MeV (width 1 / sqrt(2 alpha) = 0.05 MeV): a MIP peak
+    # (0.2 MeV) moved by 0.1 MeV is seen, one moved by 1 keV hardly
+    mip = 0.2 + 0.01 * torch.randn(4, 400)
+    assert sorted_kernel_mmd(mip, mip + 0.1, top=400) > 0.5
+    assert sorted_kernel_mmd(mip, mip + 0.001, top=400) < 0.01
+
+
+def test_difference_critic_sees_reconstructions_that_deposit_too_much():
+    """The BIB-AE's combined critic took log(1 + max(x - x', 0)) of the difference, so a
+    decoder that put a few MeV in every cell (x - x' < 0 there) looked perfect to it: the
+    shipped placeholder did exactly that (~250 GeV visible per shower). Both signs of the
+    difference now reach the critic, and the fake pair carries the reconstruction x'."""
+    from hepgen.models.assemblies.grids import GridCritic
+
+    torch.manual_seed(0)
+    critic = GridCritic((4, 5, 5), 8, difference=True)
+    x = torch.rand(3, 4, 5, 5) * (torch.rand(3, 4, 5, 5) < 0.3)
+    c = torch.rand(3, 1)
+    perfect = critic(torch.stack([x, torch.zeros_like(x)], 1), c)
+    over = critic(torch.stack([x, -torch.ones_like(x)], 1), c)  # x' = x + 1 MeV everywhere
+    under = critic(torch.stack([x, torch.ones_like(x)], 1), c)
+    assert (perfect - over).abs().min() > 1e-4 and (over - under).abs().min() > 1e-4
+    recon = critic(torch.stack([x + 1, torch.zeros_like(x)], 1), c)  # the shower channel is seen too
+    assert (perfect - recon).abs().min() > 1e-4
+
+
+def test_bibae_defaults_follow_the_seeds_appendix():
+    from hepgen.models.assemblies.grids import grid_config
+
+    photons = grid_config("bib-ae", "ild-photons")["training"]
+    assert (photons["lr"], photons["lr_latent_critic"], photons["lr_decay"], photons["critic_steps"]) == \
+        (5e-4, 2e-3, 0.95, 5)
+    assert (photons["latent_adv"], photons["kld"], photons["mmd"], photons["pp_mmd"]) == (100.0, 0.05, 100.0, 5.0)
+    pions = grid_config("bib-ae", "ild-pions")["training"]
+    assert (pions["lr"], pions["lr_decay"], pions["kld"], pions["mmd_alpha"], pions["mmd_alpha2"]) == \
+        (5e-5, 0.97, 0.01, 40.0, 4.0)
 
 
 def test_grid_models_need_a_grid_geometry():

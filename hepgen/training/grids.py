@@ -105,17 +105,33 @@ class GridGANModule(TrainingModule):
 
 
 class BIBAEModule(TrainingModule):
+    """The BIB-AE's training (seed 001 L1795-1856, appendix A).
+
+    Per batch a step of the combined difference critic -- "real" (x, 0) against "fake"
+    (x', x - x'), WGAN-GP -- (and of the resetting critic for pions) and of the latent
+    critic (N(0, 1) against q(z|x), at ``lr_latent_critic``); every ``critic_steps``-th
+    batch a step of encoder + decoder on adv x (critic) + latent_adv x (latent critic) +
+    kld x KLD + mmd x latent MMD. After ``epochs`` the BIB-AE is frozen and the Post
+    Processor trains (:meth:`_post_loss`). The learning rates follow the run's schedule
+    (the seed: x ``lr_decay`` after every epoch).
+    """
+
     def __init__(self, networks: dict, epochs: int = 50, pp_epochs: int = 20, pp_mse_epochs: int = 5,
-                 lr: float = 1e-4, betas=(0.5, 0.9), kld: float = 0.05, mmd: float = 100.0, latent_adv: float = 1.0,
-                 adv: float = 1.0, gp_weight: float = 10.0, mmd_windows=(100, 50), mmd_alpha: float = 200.0,
-                 mmd_alpha2: float | None = None, pp_sorted: float = 0.0, pp_batch_mean: float = 0.0, **training):
+                 lr: float = 1e-4, lr_latent_critic: float | None = None, betas=(0.5, 0.9), kld: float = 0.05,
+                 mmd: float = 100.0, latent_adv: float = 1.0, adv: float = 1.0, gp_weight: float = 10.0,
+                 critic_steps: int = 1, mmd_windows=(100, 50), mmd_alpha: float = 200.0,
+                 mmd_alpha2: float | None = None, pp_mmd: float = 1.0, pp_sorted: float = 0.0,
+                 pp_batch_mean: float = 0.0, **training):
         super().__init__(schedule_options(training))
         self.automatic_optimization = False
         self.bibae, self.critic, self.latent_critic = networks["bibae"], networks["critic"], networks["latent_critic"]
         self.reset_critic = networks.get("reset_critic")
-        self.pp = dict(mmd_alpha2=mmd_alpha2, sorted=float(pp_sorted), batch_mean=float(pp_batch_mean))
+        self.pp = dict(mmd=float(pp_mmd), mmd_alpha2=mmd_alpha2, sorted=float(pp_sorted),
+                       batch_mean=float(pp_batch_mean))
         self.epochs, self.pp_epochs, self.pp_mse_epochs = int(epochs), int(pp_epochs), int(pp_mse_epochs)
         self.lr, self.betas = lr, tuple(betas)
+        self.lr_latent_critic = float(lr if lr_latent_critic is None else lr_latent_critic)
+        self.critic_steps = max(1, int(critic_steps))
         self.w = dict(kld=kld, mmd=mmd, latent_adv=latent_adv, adv=adv)
         self.gp_weight, self.mmd_windows, self.mmd_alpha = gp_weight, tuple(mmd_windows), mmd_alpha
 
@@ -126,11 +142,11 @@ class BIBAEModule(TrainingModule):
         ae = list(self.bibae.encoder.parameters()) + list(self.bibae.decoder.parameters())
         opts = [torch.optim.Adam(ae, lr=self.lr, betas=self.betas),
                 torch.optim.Adam(self.critic.parameters(), lr=self.lr, betas=self.betas),
-                torch.optim.Adam(self.latent_critic.parameters(), lr=self.lr, betas=self.betas),
+                torch.optim.Adam(self.latent_critic.parameters(), lr=self.lr_latent_critic, betas=self.betas),
                 torch.optim.Adam(self.bibae.post.parameters(), lr=self.lr, betas=self.betas)]
         if self.reset_critic is not None:
             opts.append(torch.optim.Adam(self.reset_critic.parameters(), lr=self.lr, betas=self.betas))
-        return opts
+        return self.with_schedule(*opts)
 
     def on_train_epoch_start(self):
         """The resetting critic (seed 001 L2054-2066) starts every BIB-AE epoch afresh:
@@ -144,14 +160,15 @@ class BIBAEModule(TrainingModule):
                                                                                      self.gp_weight)
 
     def _post_loss(self, out, x):
-        """MSE, then (after ``pp_mse_epochs``) the sorted-kernel MMD(s), the sorted-vector
-        MSE + MAE and the batch-mean comparison (L2072-2082)."""
+        """MSE, then (after ``pp_mse_epochs``) + pp_mmd x the sorted-kernel MMD(s), the
+        sorted-vector MSE + MAE and the batch-mean comparison (L2072-2082, appendix A)."""
         loss = F.mse_loss(out, x)
         if self.current_epoch < self.epochs + self.pp_mse_epochs:
             return loss
-        loss = loss + sorted_kernel_mmd(x, out, *self.mmd_windows, alpha=self.mmd_alpha)
+        loss = loss + self.pp["mmd"] * sorted_kernel_mmd(x, out, *self.mmd_windows, alpha=self.mmd_alpha)
         if self.pp["mmd_alpha2"]:
-            loss = loss + sorted_kernel_mmd(x, out, *self.mmd_windows, alpha=float(self.pp["mmd_alpha2"]))
+            loss = loss + self.pp["mmd"] * sorted_kernel_mmd(x, out, *self.mmd_windows,
+                                                             alpha=float(self.pp["mmd_alpha2"]))
         if self.pp["sorted"]:
             so, sx = out.flatten(1).sort(1).values, x.flatten(1).sort(1).values
             loss = loss + self.pp["sorted"] * (F.mse_loss(so, sx) + F.l1_loss(so, sx))
@@ -171,11 +188,11 @@ class BIBAEModule(TrainingModule):
             _step(opt_pp, loss, self)
             self.log("pp_loss", loss, prog_bar=True, batch_size=len(x))
             return
-        # critics: the difference critic tells (x, 0) from (x, x - x'); the latent critic N(0, 1) from q(z|x)
+        # critics: the difference critic tells (x, 0) from (x', x - x'); the latent critic N(0, 1) from q(z|x)
         with torch.no_grad():
             recon, mu, logvar, z = self.bibae(x, c)
         perfect = torch.stack([x, torch.zeros_like(x)], 1)
-        diff = torch.stack([x, x - recon], 1)
+        diff = torch.stack([recon, x - recon], 1)
         loss_c = self._critic_loss(self.critic, perfect, diff, c)
         _step(opt_c, loss_c, self)
         if self.reset_critic is not None:
@@ -183,12 +200,15 @@ class BIBAEModule(TrainingModule):
         prior = torch.randn_like(z)
         loss_l = F.softplus(-self.latent_critic(prior)).mean() + F.softplus(self.latent_critic(z)).mean()
         _step(opt_l, loss_l, self)
+        self.log_dict({"difference_critic": loss_c, "latent_critic": loss_l}, prog_bar=True, batch_size=len(x))
+        if batch_idx % self.critic_steps:
+            return
         # encoder + decoder
         critics = [self.critic, self.latent_critic] + ([self.reset_critic] if self.reset_critic is not None else [])
         for net in critics:
             net.requires_grad_(False)
         recon, mu, logvar, z = self.bibae(x, c)
-        pair = torch.stack([x, x - recon], 1)
+        pair = torch.stack([recon, x - recon], 1)
         adv = -self.critic(pair, c).mean()
         if self.reset_critic is not None:
             adv = adv - self.reset_critic(pair, c).mean()
@@ -199,8 +219,9 @@ class BIBAEModule(TrainingModule):
         _step(opt_ae, loss, self)
         for net in critics:
             net.requires_grad_(True)
-        self.log_dict({"bibae_loss": loss, "difference_critic": loss_c, "kld": kld, "latent_mmd": mmd},
-                      prog_bar=True, batch_size=len(x))
+        self.log_dict({"bibae_loss": loss, "kld": kld, "latent_mmd": mmd,
+                       "energy_ratio": (recon.flatten(1).sum(1) / x.flatten(1).sum(1).clamp(min=1e-6)).mean()},
+                      batch_size=len(x))
 
 
 def train_grid_model(model: str, data: str | os.PathLike, out: str | os.PathLike, config=None,
