@@ -18,10 +18,12 @@ HEPGEN=${HEPGEN:-.venv/bin/hepgen}
 MAX_TIME=${MAX_TIME:-150}
 declare -A MODEL=([mdma-flow-t30]=mdma-flow [mdma-gan-t30]=mdma-gan [epic-fm-t30]=epic-fm
                   [caloinn-ds1-photons]=caloinn [caloinn-ds1-pions]=caloinn [calodream-ds2]=calodream
-                  [ipf-t30]=ipf [pf-t30]=pf [apf-t30]=apf [event-cflow-sm]=event-cflow [ddpm-hits-t]=ddpm-hits)
+                  [ipf-t30]=ipf [pf-t30]=pf [apf-t30]=apf [event-cflow-sm]=event-cflow [ddpm-hits-t]=ddpm-hits
+                  [bib-ae-ild-photons]=bib-ae)
 declare -A EPOCHS=([mdma-flow-t30]=150 [mdma-gan-t30]=150 [epic-fm-t30]=150
                    [caloinn-ds1-photons]=40 [caloinn-ds1-pions]=40 [calodream-ds2]=60
-                   [ipf-t30]=6 [pf-t30]=6 [apf-t30]=6 [event-cflow-sm]=40 [ddpm-hits-t]=40)
+                   [ipf-t30]=6 [pf-t30]=6 [apf-t30]=6 [event-cflow-sm]=40 [ddpm-hits-t]=40
+                   [bib-ae-ild-photons]=35)  # bib-ae: the BIB-AE's epochs; its Post Processor's follow
 # training data of each run and the command that makes it again (same seed, same file)
 JETS=data/t30_train.h5
 JETS30K=data/t30_train_30k.h5  # the first 30k jets of $JETS (point-flow baselines)
@@ -29,12 +31,13 @@ declare -A DATA=([mdma-flow-t30]=$JETS [mdma-gan-t30]=$JETS [epic-fm-t30]=$JETS
                  [ipf-t30]=$JETS30K [pf-t30]=$JETS30K [apf-t30]=$JETS30K
                  [caloinn-ds1-photons]=data/calo/ds1-photons_train.h5 [caloinn-ds1-pions]=data/calo/ds1-pions_train.h5
                  [calodream-ds2]=data/calo/ds2_train.h5 [ddpm-hits-t]=data/hits/t_train_30k.h5
+                 [bib-ae-ild-photons]=data/grid/ild-photons_train.h5
                  [event-cflow-sm]=data/events/sm)  # a folder: one --data per file in it
 # method studies at the seeds' budgets: `hepgen study NAME --resume` keeps every finished model,
 # so a study killed at MAX_TIME continues with the next unfinished model
 declare -A STUDY=([two-moons-full]=two-moons [bump-hunt-full]=bump-hunt)
 # showers per training file (DS2: 50k, 2.6 GB of float64 voxels in memory while training)
-declare -A SHOWERS=([ds1-photons]=100000 [ds1-pions]=100000 [ds2]=50000)
+declare -A SHOWERS=([ds1-photons]=100000 [ds1-pions]=100000 [ds2]=50000 [ild-photons]=10000)
 make_data() {
     case "$1" in
         data/events/sm) mkdir -p "$1"  # 100k selected events per SM process, a six-point stop scan
@@ -49,7 +52,7 @@ make_data() {
 s = read_jets('$JETS'); write_jets(J(s.particle_features[:30000], s.jet_features[:30000], jet_type=s.jet_type, \
 source=s.source), '$1')" ;;
         data/hits/t_train_30k.h5) $HEPGEN data hits --jet-type t --num-jets 30000 --seed 1 --out "$1" ;;
-        data/calo/*_train.h5) g=$(basename "$1" _train.h5)
+        data/calo/*_train.h5|data/grid/*_train.h5) g=$(basename "$1" _train.h5)
             $HEPGEN data calo --geometry "$g" --num-showers "${SHOWERS[$g]}" --seed 1 --out "$1" ;;
     esac
 }
@@ -58,7 +61,7 @@ RUNS=(${RUNS[*]})
 # SEQUENTIAL=1: the runs one after the other in one background chain (short baselines)
 SEQUENTIAL=${SEQUENTIAL:-0}
 
-mkdir -p data/calo data/hits campaign/logs
+mkdir -p data/calo data/grid data/hits campaign/logs
 for run in "${RUNS[@]}"; do
     [ -n "${STUDY[$run]:-}" ] && continue
     case "${DATA[$run]}" in
