@@ -138,6 +138,15 @@ class GridGenerator(nn.Module):
         self.fc = nn.Linear(latent + 1, channels * int(np.prod(self.base)))
         self.net = nn.Sequential(_up(channels, channels // 2), _up(channels // 2, channels // 4),
                                  nn.Conv3d(channels // 4, 1, 3, padding=1))
+        # the last convolution starts centred: zero bias, weights summing to zero per input
+        # channel. With torch's defaults its output at initialisation was dominated by a common
+        # offset (the bias, +-1/sqrt(fan_in), and the weights' sums times the channels' mean
+        # activations), ten times its spread, so a generator started either with every cell
+        # below zero -- dead behind the ReLU: the wgan-3d run with seed 0 -- or with every cell filled
+        last = self.net[-1]
+        with torch.no_grad():
+            last.weight -= last.weight.mean(dim=(2, 3, 4), keepdim=True)  # zero sum per input channel
+            last.bias.zero_()
 
     def forward(self, z, c):
         if self.condition_noise:  # the seed's "noise x E"
