@@ -19,11 +19,11 @@ MAX_TIME=${MAX_TIME:-150}
 declare -A MODEL=([mdma-flow-t30]=mdma-flow [mdma-gan-t30]=mdma-gan [epic-fm-t30]=epic-fm
                   [caloinn-ds1-photons]=caloinn [caloinn-ds1-pions]=caloinn [calodream-ds2]=calodream
                   [ipf-t30]=ipf [pf-t30]=pf [apf-t30]=apf [event-cflow-sm]=event-cflow [ddpm-hits-t]=ddpm-hits
-                  [bib-ae-ild-photons]=bib-ae)
+                  [bib-ae-ild-photons]=bib-ae [wgan-3d-ild-photons]=wgan-3d)
 declare -A EPOCHS=([mdma-flow-t30]=150 [mdma-gan-t30]=150 [epic-fm-t30]=150
                    [caloinn-ds1-photons]=40 [caloinn-ds1-pions]=40 [calodream-ds2]=60
                    [ipf-t30]=6 [pf-t30]=6 [apf-t30]=6 [event-cflow-sm]=40 [ddpm-hits-t]=40
-                   [bib-ae-ild-photons]=35)  # bib-ae: the BIB-AE's epochs; its Post Processor's follow
+                   [bib-ae-ild-photons]=35 [wgan-3d-ild-photons]=30)  # bib-ae: the BIB-AE's epochs; its Post Processor's follow
 # training data of each run and the command that makes it again (same seed, same file)
 JETS=data/t30_train.h5
 JETS30K=data/t30_train_30k.h5  # the first 30k jets of $JETS (point-flow baselines)
@@ -31,7 +31,7 @@ declare -A DATA=([mdma-flow-t30]=$JETS [mdma-gan-t30]=$JETS [epic-fm-t30]=$JETS
                  [ipf-t30]=$JETS30K [pf-t30]=$JETS30K [apf-t30]=$JETS30K
                  [caloinn-ds1-photons]=data/calo/ds1-photons_train.h5 [caloinn-ds1-pions]=data/calo/ds1-pions_train.h5
                  [calodream-ds2]=data/calo/ds2_train.h5 [ddpm-hits-t]=data/hits/t_train_30k.h5
-                 [bib-ae-ild-photons]=data/grid/ild-photons_train.h5
+                 [bib-ae-ild-photons]=data/grid/ild-photons_train.h5 [wgan-3d-ild-photons]=data/grid/ild-photons_train.h5
                  [event-cflow-sm]=data/events/sm)  # a folder: one --data per file in it
 # method studies at the seeds' budgets: `hepgen study NAME --resume` keeps every finished model,
 # so a study killed at MAX_TIME continues with the next unfinished model
