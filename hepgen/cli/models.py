@@ -180,8 +180,8 @@ def student(
     # and the shipped network's DDIM 16 / 64 give a mean total energy of 1093 / 1260 GeV
     # against 1275 in the test clouds (its 8-step student of 16 steps: W1 189 GeV, of 64: 89)
     if reference_steps is None:  # ddpm-hits: 64, or the largest power of two within a shorter chain
-        diffusion_steps = int(run_cfg.get("diffusion", {}).get("steps", 512)) if is_hits else 0
-        reference_steps = 2 ** min(6, max(diffusion_steps, 1).bit_length() - 1) if is_hits else 32
+        chain = int(run_cfg.get("diffusion", {}).get("steps", 512))
+        reference_steps = 2 ** min(6, max(chain, 1).bit_length() - 1) if is_hits else 32
     if any(k < 1 for k in steps) or pairs < 2 or iterations < 1 or reference_steps < 1:
         raise OptionError("--steps, --pairs, --iterations and --reference-steps must be positive")
     if is_hits:

@@ -165,10 +165,9 @@ class BIBAEModule(TrainingModule):
         loss = F.mse_loss(out, x)
         if self.current_epoch < self.epochs + self.pp_mse_epochs:
             return loss
-        loss = loss + self.pp["mmd"] * sorted_kernel_mmd(x, out, *self.mmd_windows, alpha=self.mmd_alpha)
-        if self.pp["mmd_alpha2"]:
-            loss = loss + self.pp["mmd"] * sorted_kernel_mmd(x, out, *self.mmd_windows,
-                                                             alpha=float(self.pp["mmd_alpha2"]))
+        for alpha in (self.mmd_alpha, self.pp["mmd_alpha2"]):  # pions: a second, coarser kernel
+            if alpha:
+                loss = loss + self.pp["mmd"] * sorted_kernel_mmd(x, out, *self.mmd_windows, alpha=float(alpha))
         if self.pp["sorted"]:
             so, sx = out.flatten(1).sort(1).values, x.flatten(1).sort(1).values
             loss = loss + self.pp["sorted"] * (F.mse_loss(so, sx) + F.l1_loss(so, sx))

@@ -66,8 +66,7 @@ class TrainingModule(LightningModule):
         """Lightning's return value of ``configure_optimizers`` for ``optimizers``, each
         with a per-step scheduler unless the schedule is constant."""
         steps = planned_steps(self.trainer, self.schedule_cfg, self.steps_per_epoch)
-        per_epoch = self.steps_per_epoch or None
-        schedulers = [make_scheduler(o, self.schedule_cfg, steps, per_epoch) for o in optimizers]
+        schedulers = [make_scheduler(o, self.schedule_cfg, steps, self.steps_per_epoch) for o in optimizers]
         if all(s is None for s in schedulers):
             return optimizers[0] if len(optimizers) == 1 else optimizers
         return list(optimizers), [{"scheduler": s, "interval": "step"} for s in schedulers]

@@ -83,7 +83,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, training: dict, total_steps
     per epoch) sets the exponential schedule's epochs; without it they are S divided by
     ``schedule_epochs``."""
     kind = str(training.get("schedule", "constant"))
-    if steps_per_epoch is None and training.get("schedule_epochs"):
+    if not steps_per_epoch and training.get("schedule_epochs"):
         steps_per_epoch = max(int(round(total_steps / float(training["schedule_epochs"]))), 1)
     factor = ScheduleFactor(kind, total_steps, training.get("warmup"), float(training.get("final_lr_fraction", 0.01)),
                             float(training.get("lr_decay", 0.95)), steps_per_epoch)

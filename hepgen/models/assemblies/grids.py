@@ -335,13 +335,12 @@ def sorted_kernel_mmd(real: torch.Tensor, fake: torch.Tensor, window: int = 100,
     top = min(int(top), real.flatten(1).shape[1])
     r = real.flatten(1).topk(top, 1).values
     f = fake.flatten(1).topk(top, 1).values
+    def k(u, v):  # mean kernel between the hits of each shower's two windows
+        return torch.exp(-alpha * (u[:, :, None] - v[:, None, :]) ** 2).mean((1, 2))
+
     out = r.new_zeros(())
     for lo in range(0, max(top - window, 0) + 1, stride):
-        a, b = r[:, lo:lo + window, None], f[:, lo:lo + window, None]
-
-        def k(u, v):
-            return torch.exp(-alpha * (u - v.transpose(1, 2)) ** 2).mean((1, 2))
-
+        a, b = r[:, lo:lo + window], f[:, lo:lo + window]
         out = out + (k(a, a) + k(b, b) - 2 * k(a, b)).mean()
     return out
 
