@@ -261,7 +261,7 @@ def ship_hits_run(run: str | Path, dest: str | Path, summary: str = "", sampler:
     if sampler:
         cfg["sampler"] = {**cfg.get("sampler", {}), **sampler}
     (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    for name in ("transform.json", "multiplicity.yaml", "weights.pt", "student.pt"):
+    for name in ("transform.json", "multiplicity.yaml", "energy.yaml", "weights.pt", "student.pt"):
         if (run / name).exists():
             shutil.copy(run / name, dest / name)
     data = cfg.get("training_data")

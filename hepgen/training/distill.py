@@ -48,7 +48,7 @@ def _ddim_step(net, diffusion: Diffusion, x, t: int, t_next: int, mask, cond):
 
 def distill_round(teacher, diffusion: Diffusion, x0: torch.Tensor, mask: torch.Tensor, steps: int,
                   iterations: int = 1000, batch_size: int = 64, lr: float = 1e-4, seed: int = 0,
-                  progress: bool = False) -> tuple[torch.nn.Module, list[float]]:
+                  progress: bool = False, cond: torch.Tensor | None = None) -> tuple[torch.nn.Module, list[float]]:
     """Distil the ``2 * steps``-step DDIM sampler of ``teacher`` into a ``steps``-step student.
 
     Args:
@@ -58,6 +58,7 @@ def distill_round(teacher, diffusion: Diffusion, x0: torch.Tensor, mask: torch.T
         steps: the student's DDIM steps (the teacher takes twice as many).
         iterations, batch_size, lr: Adam optimisation of the student.
         seed: seeds the batches, steps and noise.
+        cond: the per-cloud condition of a conditioned network (indexed like ``x0``), or None.
 
     Returns the student (a copy of the teacher, trained) and its loss per iteration.
     """
@@ -77,6 +78,7 @@ def distill_round(teacher, diffusion: Diffusion, x0: torch.Tensor, mask: torch.T
     for _ in tqdm(range(iterations), desc=f"distilling to {steps} steps", disable=not progress):
         idx = torch.randint(0, len(x0), (batch_size,), generator=gen)
         x, m = x0[idx], mask[idx]
+        c = cond[idx] if cond is not None else None
         width = max(int(m.sum(1).max()), 1)
         x, m = x[:, :width], m[:, :width]
         mf = m[..., None].to(x.dtype)
@@ -85,14 +87,14 @@ def distill_round(teacher, diffusion: Diffusion, x0: torch.Tensor, mask: torch.T
         eps = torch.randn(x.shape, generator=gen) * mf
         xt = (ab[t].sqrt() * x + (1 - ab[t]).sqrt() * eps) * mf
         with torch.no_grad():
-            x_mid, _ = _ddim_step(teacher, diffusion, xt, t, t_mid, m, None)
-            x_end, _ = _ddim_step(teacher, diffusion, x_mid, t_mid, t_next, m, None)
+            x_mid, _ = _ddim_step(teacher, diffusion, xt, t, t_mid, m, c)
+            x_end, _ = _ddim_step(teacher, diffusion, x_mid, t_mid, t_next, m, c)
             if t_next == 0:
                 target = x_end
             else:
                 ratio = (1 - ab[t_next]).sqrt() / (1 - ab[t]).sqrt()
                 target = (x_end - ratio * xt) / (ab[t_next].sqrt() - ratio * ab[t].sqrt())
-        pred, _ = diffusion._x0_eps(student, xt, t, m, None)
+        pred, _ = diffusion._x0_eps(student, xt, t, m, c)
         weight = float(max(ab[t] / (1 - ab[t]), 1.0))
         loss = weight * (((pred - target) ** 2) * mf).sum() / (mf.sum() * x.shape[-1])
         opt.zero_grad()
@@ -104,7 +106,8 @@ def distill_round(teacher, diffusion: Diffusion, x0: torch.Tensor, mask: torch.T
 
 def progressive_distillation(net, diffusion: Diffusion, x0: torch.Tensor, mask: torch.Tensor, start_steps: int = 64,
                              final_steps: int = 8, iterations: int = 1000, batch_size: int = 64, lr: float = 1e-4,
-                             seed: int = 0, progress: bool = False) -> tuple[torch.nn.Module, list[dict]]:
+                             seed: int = 0, progress: bool = False,
+                             cond: torch.Tensor | None = None) -> tuple[torch.nn.Module, list[dict]]:
     """Halve the DDIM steps of ``net`` from ``start_steps`` down to ``final_steps`` (both
     powers-of-two apart), one :func:`distill_round` per halving.
 
@@ -119,7 +122,7 @@ def progressive_distillation(net, diffusion: Diffusion, x0: torch.Tensor, mask: 
     for r in range(int(rounds)):
         steps //= 2
         teacher, losses = distill_round(teacher, diffusion, x0, mask, steps, iterations, batch_size, lr,
-                                        seed=seed + r, progress=progress)
+                                        seed=seed + r, progress=progress, cond=cond)
         k = max(1, len(losses) // 10)
         report.append({"steps": steps, "loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:]))})
     return teacher, report

@@ -21,7 +21,8 @@ from lightning import seed_everything
 from hepgen.config import merge_config, read_config, to_plain
 from hepgen.data.hits import read_hits
 from hepgen.errors import InputFileError, InvalidDataError
-from hepgen.models.assemblies.hits import HitDenoiser, HitSurrogate, hits_config
+from hepgen.models.assemblies.hits import (HitDenoiser, HitSurrogate, energy_condition, fit_energy_sampler,
+                                           hits_config)
 from hepgen.models.blocks.ddpm import Diffusion
 from hepgen.models.multiplicity import MultiplicityKDE
 from hepgen.training.data import JetDataModule
@@ -48,8 +49,8 @@ class DiffusionModule(TrainingModule):
         return self.with_schedule(torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay))
 
     def training_step(self, batch, batch_idx):
-        x, mask = batch
-        loss = self.diffusion.loss(self.net, x, mask)
+        x, mask, *cond = batch  # cond: the per-cloud condition of a conditioned network
+        loss = self.diffusion.loss(self.net, x, mask, cond[0] if cond else None)
         self.log("ddpm_loss", loss, prog_bar=True, batch_size=len(x))
         return loss
 
@@ -76,13 +77,16 @@ def train_hits_model(model: str, data: str | os.PathLike, out: str | os.PathLike
     transform = HitTransform().fit(sample.hits, sample.mask)
     x = transform.transform(sample.hits, sample.mask).astype(np.float32)
     mult = MultiplicityKDE.fit(sample.multiplicity, sample.max_hits, atom_at_max=True)
+    conditioned = bool(cfg["network"].get("energy"))
+    extras = (energy_condition(sample.total_energy),) if conditioned else ()
+    energy = fit_energy_sampler(sample) if conditioned else None
     net = HitDenoiser(**cfg["network"])
     module = DiffusionModule(net, Diffusion(**cfg["diffusion"]), **training)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(to_plain(cfg), sort_keys=False))
-    dm = JetDataModule(x, sample.mask, batch_size=int(training.get("batch_size", 128)), seed=seed, trim=True)
+    dm = JetDataModule(x, sample.mask, *extras, batch_size=int(training.get("batch_size", 128)), seed=seed, trim=True)
     fit_stage(module, dm, out, "ddpm", epochs, max_time, resume, progress, devices, num_nodes)
-    HitSurrogate(cfg, transform, mult, module.sampling_network().cpu().eval()).save(out)
+    HitSurrogate(cfg, transform, mult, module.sampling_network().cpu().eval(), energy=energy).save(out)
     return out
 
 
@@ -106,9 +110,10 @@ def distill_hits_run(run: str | os.PathLike, final_steps: int = 8, start_steps: 
         raise InvalidDataError(f"{source}: clouds of up to {sample.max_hits} hits, the model has {surrogate.max_hits}")
     x = torch.as_tensor(surrogate.transform.transform(sample.hits, sample.mask).astype(np.float32))
     mask = torch.as_tensor(sample.mask)
+    cond = torch.as_tensor(energy_condition(sample.total_energy)) if surrogate.energy is not None else None
     torch.manual_seed(seed)
     student, report = progressive_distillation(surrogate.network, surrogate.diffusion, x, mask, start_steps,
-                                               final_steps, iterations, batch_size, lr, seed, progress)
+                                               final_steps, iterations, batch_size, lr, seed, progress, cond=cond)
     surrogate.student = student
     surrogate.cfg["distilled_steps"] = int(final_steps)
     surrogate.cfg["distillation"] = {"start_steps": int(start_steps), "iterations": int(iterations), "rounds": report}

@@ -14,6 +14,17 @@ network blind to N draws the same hit spectrum at every N and the total energy g
 like N (the shipped 4-epoch model: 682 vs 1165 GeV at N < 150, 1547 vs 1415 at 300).
 ``network.multiplicity`` (on for new runs) adds an embedding of N / 100 to the time
 embedding; run folders without the key keep the blind network.
+
+``network.energy`` (off by default; ``ddpm-hits-energy.yaml``) conditions the denoiser on
+the cloud's total energy too, as CaloClouds does with the visible energy of a shower
+(Buhmann et al., arXiv 2305.04847): the pair (N, E) is drawn first, N from the
+multiplicity KDE and log E given N from binned PCHIP quantiles of the training clouds
+(:class:`hepgen.models.conditions.BinnedQuantileSampler`, ``energy.yaml``), the network
+sees log(E / 1 TeV) beside N, and with ``sampler.calibrate`` (on for these models) the
+generated hit energies are scaled to sum to E. The seed's named limit, the missing
+high-energy tail (the 4-epoch blind-to-E model: 99th percentile 2115 vs 2733 GeV), is
+then the tail of the quantile sampler, which holds the training tail; the network decides
+how E is shared among the hits and where they lie.
 A :class:`HitSurrogate` is what a run folder holds and samples hit clouds in the
 ``hepgen data hits`` layout, hits sorted by energy.
 """
@@ -34,6 +45,7 @@ from hepgen.errors import OptionError
 from hepgen.models.blocks.ddpm import Diffusion
 from hepgen.models.blocks.embeddings import FourierTimeEmbedding
 from hepgen.models.blocks.transformer import TransformerBlock
+from hepgen.models.conditions import BinnedQuantileSampler
 from hepgen.models.multiplicity import MultiplicityKDE
 from hepgen.transforms import load as load_transform
 
@@ -66,12 +78,14 @@ class HitDenoiser(nn.Module):
     """v-prediction network on hit clouds (see the module docstring): (t (B,), x_t, mask) -> v."""
 
     def __init__(self, dim: int = 64, hidden: int = 128, heads: int = 4, blocks: int = 8, time_dim: int = 64,
-                 multiplicity: bool = False, **_):
+                 multiplicity: bool = False, energy: bool = False, **_):
         super().__init__()
         self.time = nn.Sequential(FourierTimeEmbedding(time_dim), nn.Linear(time_dim, dim), nn.SiLU(),
                                   nn.Linear(dim, dim))
         #: embedding of the number of hits N / 100 (see the module docstring), added to the time's
         self.count = nn.Sequential(nn.Linear(1, dim), nn.SiLU(), nn.Linear(dim, dim)) if multiplicity else None
+        #: embedding of the condition log(E / 1 TeV) of the total energy (``cond``), added likewise
+        self.energy = nn.Sequential(nn.Linear(1, dim), nn.SiLU(), nn.Linear(dim, dim)) if energy else None
         self.embed = nn.Sequential(nn.Linear(3, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.deepsets = nn.Sequential(nn.Linear(2 * dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.blocks = nn.ModuleList(TransformerBlock(dim, hidden, heads) for _ in range(blocks))
@@ -82,6 +96,10 @@ class HitDenoiser(nn.Module):
         temb = self.time(t)[:, None, :]
         if self.count is not None:
             temb = temb + self.count(m.sum(1) / 100.0)[:, None, :]
+        if self.energy is not None:
+            if cond is None:
+                raise OptionError("this hit network is conditioned on the total energy: pass cond = log(E / 1 TeV)")
+            temb = temb + self.energy(cond.reshape(-1, 1).to(x.dtype))[:, None, :]
         h = self.embed(x) * m
         pooled = h.sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)
         h = (h + self.deepsets(torch.cat([h, pooled.expand_as(h)], -1)) + temb) * m
@@ -90,15 +108,29 @@ class HitDenoiser(nn.Module):
         return self.out(h) * m
 
 
+def energy_condition(total_energy) -> np.ndarray:
+    """The network's condition for a cloud of total energy ``total_energy`` (GeV): log(E / 1 TeV)."""
+    return np.log(np.maximum(np.asarray(total_energy, np.float64), 1e-3) / 1000.0).astype(np.float32)
+
+
+def fit_energy_sampler(sample: HitSample) -> BinnedQuantileSampler:
+    """log E given N of the training clouds (the cap N = H a bin of its own)."""
+    return BinnedQuantileSampler.fit(np.log(np.maximum(sample.total_energy, 1e-3)), sample.multiplicity,
+                                     bins=12, atoms=(sample.max_hits,))
+
+
 class HitSurrogate:
-    """A trained hit-cloud model: config, transform, multiplicity KDE, network."""
+    """A trained hit-cloud model: config, transform, multiplicity KDE, network (and, for
+    an energy-conditioned network, the sampler of the total energy given N)."""
 
     WEIGHTS = "weights.pt"
     STUDENT = "student.pt"
 
     def __init__(self, cfg: dict, transform, multiplicity: MultiplicityKDE, network: nn.Module,
-                 student: nn.Module | None = None):
-        self.cfg, self.transform, self.multiplicity = cfg, transform, multiplicity
+                 student: nn.Module | None = None, energy: BinnedQuantileSampler | None = None):
+        if cfg["network"].get("energy") and energy is None:
+            raise OptionError("an energy-conditioned hit model needs its total-energy sampler (energy.yaml)")
+        self.cfg, self.transform, self.multiplicity, self.energy = cfg, transform, multiplicity, energy
         self.network = network.eval()
         #: the progressively distilled few-step network (``sampler.method: distilled``)
         self.student = student.eval() if student is not None else None
@@ -115,6 +147,8 @@ class HitSurrogate:
         folder = save_model_config(folder, self.cfg)
         self.transform.save(folder / "transform.json")
         (folder / "multiplicity.yaml").write_text(yaml.safe_dump(self.multiplicity.to_dict()))
+        if self.energy is not None:
+            (folder / "energy.yaml").write_text(yaml.safe_dump(self.energy.to_dict()))
         torch.save(self.network.state_dict(), folder / self.WEIGHTS)
         if self.student is not None:
             torch.save(self.student.state_dict(), folder / self.STUDENT)
@@ -131,7 +165,10 @@ class HitSurrogate:
         if (folder / cls.STUDENT).exists():
             student = HitDenoiser(**cfg["network"])
             student.load_state_dict(torch.load(folder / cls.STUDENT, map_location="cpu", weights_only=True))
-        return cls(cfg, load_transform(folder / "transform.json"), mult, net, student)
+        energy = None
+        if (folder / "energy.yaml").exists():
+            energy = BinnedQuantileSampler.from_dict(yaml.safe_load((folder / "energy.yaml").read_text()))
+        return cls(cfg, load_transform(folder / "transform.json"), mult, net, student, energy)
 
     @torch.inference_mode()
     def sample(self, num: int, seed: int = 0, batch_size: int | None = None, method: str | None = None,
@@ -159,6 +196,7 @@ class HitSurrogate:
         network.to(device)
         rng = np.random.default_rng(seed)
         drawn = self.multiplicity.sample(num, rng)
+        energy = np.exp(self.energy.sample(drawn, rng)) if self.energy is not None else None
         # batches of similar multiplicity (trimmed to their largest cloud), written back in the
         # order drawn: a file's clouds are an unordered sample (metrics on its first N clouds)
         by_size = np.argsort(-drawn, kind="stable")
@@ -172,8 +210,11 @@ class HitSurrogate:
             width = int(nb.max())
             mask = torch.arange(width)[None, :] < nb[:, None]
             noise = torch.randn(len(nb), width, 3, generator=gen) * mask[..., None]
-            out = self.diffusion.sample(network, noise.to(device), mask.to(device), method=method, steps=steps,
-                                        generator=gen)
+            cond = None
+            if energy is not None:
+                cond = torch.as_tensor(energy_condition(energy[by_size[start:start + len(nb)]])).to(device)
+            out = self.diffusion.sample(network, noise.to(device), mask.to(device), cond=cond, method=method,
+                                        steps=steps, generator=gen)
             scaled[start:start + len(nb), :width] = out.float().cpu().numpy()
         unsorted = np.empty_like(scaled)
         unsorted[by_size] = scaled
@@ -183,4 +224,7 @@ class HitSurrogate:
         hits = self.transform.inverse_transform(scaled, mask).astype(np.float32)
         order = np.argsort(-np.where(mask, hits[..., 2], -np.inf), axis=1, kind="stable")
         hits = np.take_along_axis(hits, order[..., None], axis=1)
+        if energy is not None and sampler.get("calibrate", True):
+            made = (hits[..., 2] * mask).sum(1, dtype=np.float64)
+            hits[..., 2] *= (energy / np.maximum(made, 1e-9)).astype(np.float32)[:, None]
         return HitSample(hits * mask[..., None], mask, {"model": self.cfg["model"], "seed": seed})
