@@ -19,11 +19,13 @@ MAX_TIME=${MAX_TIME:-150}
 declare -A MODEL=([mdma-flow-t30]=mdma-flow [mdma-gan-t30]=mdma-gan [epic-fm-t30]=epic-fm
                   [caloinn-ds1-photons]=caloinn [caloinn-ds1-pions]=caloinn [calodream-ds2]=calodream
                   [ipf-t30]=ipf [pf-t30]=pf [apf-t30]=apf [event-cflow-sm]=event-cflow [ddpm-hits-t]=ddpm-hits
-                  [bib-ae-ild-photons]=bib-ae [wgan-3d-ild-photons]=wgan-3d)
+                  [bib-ae-ild-photons]=bib-ae [wgan-3d-ild-photons]=wgan-3d [bib-ae-ild-pions]=bib-ae
+                  [ddpm-hits-energy-t]=ddpm-hits)
 declare -A EPOCHS=([mdma-flow-t30]=150 [mdma-gan-t30]=150 [epic-fm-t30]=150
                    [caloinn-ds1-photons]=40 [caloinn-ds1-pions]=40 [calodream-ds2]=60
                    [ipf-t30]=6 [pf-t30]=6 [apf-t30]=6 [event-cflow-sm]=40 [ddpm-hits-t]=40
-                   [bib-ae-ild-photons]=35 [wgan-3d-ild-photons]=30)  # bib-ae: the BIB-AE's epochs; its Post Processor's follow
+                   [bib-ae-ild-photons]=35 [wgan-3d-ild-photons]=30 [bib-ae-ild-pions]=20
+                   [ddpm-hits-energy-t]=12)  # bib-ae: the BIB-AE's epochs; its Post Processor's follow
 # training data of each run and the command that makes it again (same seed, same file)
 JETS=data/t30_train.h5
 JETS30K=data/t30_train_30k.h5  # the first 30k jets of $JETS (point-flow baselines)
@@ -32,12 +34,13 @@ declare -A DATA=([mdma-flow-t30]=$JETS [mdma-gan-t30]=$JETS [epic-fm-t30]=$JETS
                  [caloinn-ds1-photons]=data/calo/ds1-photons_train.h5 [caloinn-ds1-pions]=data/calo/ds1-pions_train.h5
                  [calodream-ds2]=data/calo/ds2_train.h5 [ddpm-hits-t]=data/hits/t_train_30k.h5
                  [bib-ae-ild-photons]=data/grid/ild-photons_train.h5 [wgan-3d-ild-photons]=data/grid/ild-photons_train.h5
+                 [bib-ae-ild-pions]=data/grid/ild-pions_train.h5 [ddpm-hits-energy-t]=data/hits/t_train_30k.h5
                  [event-cflow-sm]=data/events/sm)  # a folder: one --data per file in it
 # method studies at the seeds' budgets: `hepgen study NAME --resume` keeps every finished model,
 # so a study killed at MAX_TIME continues with the next unfinished model
 declare -A STUDY=([two-moons-full]=two-moons [bump-hunt-full]=bump-hunt)
 # showers per training file (DS2: 50k, 2.6 GB of float64 voxels in memory while training)
-declare -A SHOWERS=([ds1-photons]=100000 [ds1-pions]=100000 [ds2]=50000 [ild-photons]=10000)
+declare -A SHOWERS=([ds1-photons]=100000 [ds1-pions]=100000 [ds2]=50000 [ild-photons]=10000 [ild-pions]=10000)
 make_data() {
     case "$1" in
         data/events/sm) mkdir -p "$1"  # 100k selected events per SM process, a six-point stop scan
@@ -62,13 +65,6 @@ RUNS=(${RUNS[*]})
 SEQUENTIAL=${SEQUENTIAL:-0}
 
 mkdir -p data/calo data/grid data/hits campaign/logs
-for run in "${RUNS[@]}"; do
-    [ -n "${STUDY[$run]:-}" ] && continue
-    case "${DATA[$run]}" in
-        */sm) ;;  # a folder of files: made in the run's background chain (hours of Pythia)
-        *) test -f "${DATA[$run]}" || make_data "${DATA[$run]}" ;;
-    esac
-done
 # train RUN in the foreground: resume when it has a checkpoint
 train_run() {
     local run=$1 dir=campaign/$1 resume=() data=()
@@ -78,7 +74,13 @@ train_run() {
         return
     fi
     if compgen -G "$dir/checkpoints/*.ckpt" > /dev/null; then resume=(--resume); fi
-    case "${DATA[$run]}" in */sm) make_data "${DATA[$run]}" >> "campaign/logs/$run.log" 2>&1 ;; esac
+    # the run's training data, made in its own background chain, so a run whose file exists
+    # starts at once (two runs on one missing file wait for each other through a lock)
+    case "${DATA[$run]}" in
+        */sm) make_data "${DATA[$run]}" >> "campaign/logs/$run.log" 2>&1 ;;
+        *) ( flock 9; test -f "${DATA[$run]}" || make_data "${DATA[$run]}" ) 9> "${DATA[$run]}.lock" \
+               >> "campaign/logs/$run.log" 2>&1 ;;
+    esac
     if [ -d "${DATA[$run]}" ]; then for f in "${DATA[$run]}"/*.txt; do data+=(--data "$f"); done
     else data=(--data "${DATA[$run]}"); fi
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $HEPGEN train "${MODEL[$run]}" "${data[@]}" --out "$dir" \
