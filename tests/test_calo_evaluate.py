@@ -296,3 +296,11 @@ def test_grid_mu90_sigma90_per_incident_energy_bin(tmp_path):
     same = evaluate_calo(tmp_path / "a.h5", tmp_path / "a.h5", tmp_path / "same", classifier_runs=0, plots=False,
                          echo=lambda *_: None).metrics
     assert same["grid_e_vis_mu90_per_energy_max_dev"]["value"] < 1e-9
+    # the response E_vis / E_inc moves like E_vis under a scale, but a second sample at other
+    # energies differs from the first by its bins' energy mix in E_vis, far less in the response
+    assert m["grid_response_mu90_per_energy_max_dev"]["value"] == pytest.approx(0.03, abs=5e-3)
+    e2, showers2 = simulate_chunk("ild-photons", 400, 6)
+    write_showers(ShowerSample(e2[:, None], showers2, geo), tmp_path / "c.h5")
+    other = evaluate_calo(tmp_path / "a.h5", tmp_path / "c.h5", tmp_path / "other", classifier_runs=0, plots=False,
+                          echo=lambda *_: None).metrics
+    assert other["grid_response_mu90_per_energy_max_dev"]["value"] < 0.5 * other["grid_e_vis_mu90_per_energy_max_dev"]["value"]

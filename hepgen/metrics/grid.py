@@ -67,6 +67,11 @@ class GridObservables:
     def __len__(self) -> int:
         return len(self.e_vis)
 
+    @property
+    def response(self) -> np.ndarray:
+        """Visible over incident energy per shower."""
+        return self.e_vis / np.maximum(self.e_inc, 1e-12)
+
     def scalars(self) -> dict[str, np.ndarray]:
         """The per-shower scalars compared as histograms."""
         return {"n_hits": self.n_hits, "e_vis": self.e_vis, "cog_x": self.cog_x, "cog_y": self.cog_y,
