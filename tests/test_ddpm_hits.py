@@ -43,6 +43,19 @@ def test_samplers_invert_an_exact_denoiser():
         assert torch.all(x[~mask] == 0)
 
 
+def _sampled_twice(run, tmp_path, num: int):
+    """``hepgen sample RUN`` twice with one seed: the same clouds (returned)."""
+    from hepgen.cli.main import main
+    from hepgen.data.hits import read_hits
+
+    outs = [tmp_path / f"twice_{tag}.h5" for tag in "ab"]
+    for out in outs:
+        assert main(["sample", str(run), "--num", str(num), "--seed", "2", "--out", str(out)]) == 0
+    a, b = read_hits(outs[0]), read_hits(outs[1])
+    np.testing.assert_array_equal(a.hits, b.hits)
+    return a
+
+
 def test_ddpm_hits_trains_and_samples_reproducibly(tmp_path):
     import csv
 
@@ -83,12 +96,7 @@ def test_ddpm_hits_trains_and_samples_reproducibly(tmp_path):
     torch.manual_seed(0)
     trained = v_loss(model.network)
     assert trained < 1.02 and trained < 0.85 * v_loss(HitDenoiser(**model.cfg["network"]).eval()), losses
-    outs = []
-    for tag in ("a", "b"):
-        outs.append(tmp_path / f"{tag}.h5")
-        assert main(["sample", str(run), "--num", "30", "--seed", "2", "--out", str(outs[-1])]) == 0
-    a, b = read_hits(outs[0]), read_hits(outs[1])
-    np.testing.assert_array_equal(a.hits, b.hits)
+    a = _sampled_twice(run, tmp_path, 30)
     assert a.hits.shape == (30, 40, 3) and (a.hits[..., 2][a.mask] > 0).all()
     assert np.all(np.diff(a.hits[..., 2], axis=1) <= 0)
     assert main(["sample", str(run), "--num", "5", "--solver", "ancestral", "--out", str(tmp_path / "c.h5")]) == 0
@@ -247,10 +255,5 @@ def test_energy_conditioned_ddpm_hits_trains_distils_and_calibrates(tmp_path):
     assert abs(np.median(gen.total_energy[~full]) / np.median(train.total_energy[~real]) - 1) < 0.1
     assert main(["student", str(run), "--steps", "2", "--reference-steps", "4", "--iterations", "10",
                  "--default", "2"]) == 0
-    outs = []
-    for tag in ("a", "b"):
-        outs.append(tmp_path / f"{tag}.h5")
-        assert main(["sample", str(run), "--num", "20", "--seed", "2", "--out", str(outs[-1])]) == 0
-    a, b = read_hits(outs[0]), read_hits(outs[1])
-    np.testing.assert_array_equal(a.hits, b.hits)
+    a = _sampled_twice(run, tmp_path, 20)
     assert (a.hits[..., 2][a.mask] > 0).all()
