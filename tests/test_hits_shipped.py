@@ -60,3 +60,23 @@ def test_shipped_ddpm_hits_draws_the_multiplicity_atom_at_the_cap():
     n = kde.sample(20000, rng=11)
     assert kde.atom_at_max and abs(np.mean(n == 300) - 0.152) < 0.01
     assert abs(np.mean((n >= 250) & (n < 300)) - 0.175) < 0.015
+
+
+def test_hits_bench_table_with_floor_and_producer_timing(tmp_path, capsys):
+    """`hepgen bench hits` on a tiny reference: the shipped model's default and undistilled
+    rows beside the truth floor, µs per cloud against the producer timed in the same run."""
+    import json
+
+    args = ["bench", "hits", "--num-jets", "30", "--num-pairs", "10", "--teacher-steps", "2", "--time-jets", "5",
+            "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    res = json.loads((tmp_path / "out" / "hits_bench.json").read_text())
+    assert [r["sampler"] for r in res["rows"]] == ["default: distilled 8", "ddim 2 (undistilled)"]
+    assert res["producer_us_per_cloud"] > 0 and all(r["us_per_cloud"] > 0 for r in res["rows"])
+    for r in res["rows"]:
+        assert set(r["metrics"]) == {"w1_total_energy", "emd", "w1_multiplicity"}
+    assert res["floor_metrics"]["w1_total_energy"]["value"] > 0
+    md = (tmp_path / "out" / "hits_bench.md").read_text()
+    assert "| truth floor |" in md and "× producer" in md
+    assert main(args[:2] + ["--num-jets", "0"]) == 2
+    assert "--num-jets must be positive" in capsys.readouterr().err

@@ -167,3 +167,34 @@ def events(
                  classifier_runs=classifier_runs, classifier_epochs=classifier_epochs, solver=solver, steps=steps,
                  echo=typer.echo, process=process, time_events=time_events, masses=masses)
     typer.echo((out / "events_bench.md").read_text())
+
+
+@app.command("hits")
+def hits(
+    models: list[str] = typer.Option(None, "--model", help="Shipped model or run folder [default: the shipped hit models]."),
+    jet_type: str = typer.Option("t", "--jet-type", help="Jet type of the reference clouds (made if missing)."),
+    num_jets: int = typer.Option(5000, "--num-jets", help="Clouds in the reference (and each generated) sample."),
+    num_pairs: int = typer.Option(1000, "--num-pairs", help="Pairs of clouds for the EMD."),
+    teacher_steps: int = typer.Option(64, "--teacher-steps", help="DDIM steps of the undistilled row (0: none)."),
+    time_jets: int = typer.Option(200, "--time-jets", help="Jets of the producer's timing run (one worker)."),
+    data: Path = typer.Option(Path("data/hits"), "--data", help="Folder for the cached reference clouds."),
+    out: Path = typer.Option(Path("bench-results"), "--out", help="Folder for hits_bench.md/.json."),
+) -> None:
+    """W1 of the total energy, pair EMD and W1 of the multiplicity against a fresh reference, beside the
+    truth floor, with µs per cloud against the producer timed in the same run (default and undistilled samplers)."""
+    from hepgen.bench.hits import bench_hits, reference_files
+    from hepgen.errors import OptionError
+    from hepgen.shipped import shipped_models
+
+    for name, value in (("--num-jets", num_jets), ("--num-pairs", num_pairs), ("--time-jets", time_jets)):
+        if value <= 0:
+            raise OptionError(f"{name} must be positive, got {value}")
+    if teacher_steps < 0:
+        raise OptionError(f"--teacher-steps must be 0 or positive, got {teacher_steps}")
+    names = list(models) if models else [n for n in shipped_models() if n.startswith("ddpm-hits/")]
+    if not names:
+        raise OptionError("--model: no hit model given and none shipped")
+    reference, floor = reference_files(data, jet_type, num_jets, echo=typer.echo)
+    bench_hits(names, reference, floor, out, num_pairs=num_pairs, teacher_steps=teacher_steps,
+               time_jets=time_jets, echo=typer.echo)
+    typer.echo(f"wrote {out / 'hits_bench.md'}")
