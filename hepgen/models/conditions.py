@@ -40,6 +40,10 @@ class PchipQuantileSampler:
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         return self._q(rng.uniform(self.levels[0], self.levels[-1], num))
 
+    def at(self, u) -> np.ndarray:
+        """The quantile function at uniform numbers ``u`` in [0, 1), mapped onto the fitted levels."""
+        return self._q(self.levels[0] + np.asarray(u, np.float64) * (self.levels[-1] - self.levels[0]))
+
     def to_dict(self) -> dict[str, Any]:
         return {"levels": self.levels.tolist(), "values": self.values.tolist()}
 
@@ -101,12 +105,12 @@ class BinnedQuantileSampler:
             atom[given == a] = k
         for k in np.unique(atom[atom >= 0]):
             idx = np.flatnonzero(atom == k)
-            out[idx] = self._at(self.atom_samplers[k], u[idx])
+            out[idx] = self.atom_samplers[k].at(u[idx])
         idx = np.flatnonzero(atom < 0)
         if len(idx) and not len(self.centres):  # only atoms were fitted: the nearest one
             near = np.abs(given[idx, None] - self.atoms[None, :]).argmin(1)
             for k in np.unique(near):
-                out[idx[near == k]] = self._at(self.atom_samplers[k], u[idx[near == k]])
+                out[idx[near == k]] = self.atom_samplers[k].at(u[idx[near == k]])
         elif len(idx):
             g = np.clip(given[idx], self.centres[0], self.centres[-1])
             j = np.clip(np.searchsorted(self.centres, g, side="right") - 1, 0, max(len(self.centres) - 2, 0))
@@ -115,20 +119,15 @@ class BinnedQuantileSampler:
             w = np.zeros(len(idx))
             for b in np.unique(j):
                 sel = j == b
-                lo[sel] = self._at(self.samplers[b], u[idx][sel])
+                lo[sel] = self.samplers[b].at(u[idx][sel])
                 if b + 1 < len(self.centres):
-                    hi[sel] = self._at(self.samplers[b + 1], u[idx][sel])
-                    w[sel] = (g[sel] - self.centres[b]) / (self.centres[b + 1] - self.centres[b])
+                    hi[sel] = self.samplers[b + 1].at(u[idx][sel])
+                    width = self.centres[b + 1] - self.centres[b]
+                    w[sel] = (g[sel] - self.centres[b]) / width if width > 0 else 0.0
                 else:
                     hi[sel] = lo[sel]
             out[idx] = (1 - w) * lo + w * hi
         return out
-
-    @staticmethod
-    def _at(sampler: PchipQuantileSampler, u) -> np.ndarray:
-        """The quantile function at uniform numbers u, mapped onto its fitted levels."""
-        u = np.asarray(u, np.float64)
-        return sampler._q(sampler.levels[0] + u * (sampler.levels[-1] - sampler.levels[0]))
 
     def to_dict(self) -> dict[str, Any]:
         return {"centres": self.centres.tolist(), "samplers": [s.to_dict() for s in self.samplers],
