@@ -188,3 +188,62 @@ def test_grid_bench_reports_per_energy_observables_and_the_seeds_timings(grid_fi
     md = (tmp_path / "bench" / "calo_bench_ild-photons.md").read_text()
     assert "Grid observables" in md and "4082" in md  # seed 001 Table 6.1, Geant4 per shower
     assert json.loads((tmp_path / "bench" / "calo_bench_ild-photons.json").read_text())["floor"]
+
+
+def test_post_processor_shower_terms_compare_each_shower_with_its_input():
+    """The per-shower energy and hit-count terms of the Post Processor: zero for a perfect
+    output, (log 1.3)^2 for every cell 30 % too high, and cells pushed over the half-MIP cut
+    count as hits."""
+    from hepgen.models.assemblies.grids import build_grid_networks, grid_config
+    from hepgen.training.grids import BIBAEModule
+
+    nets = build_grid_networks(grid_config("bib-ae", "ild-photons", TINY_BIB))
+    module = BIBAEModule(nets, pp_energy=1.0, pp_hits=0.0, hit_cut=0.1)
+    torch.manual_seed(0)
+    x = (torch.rand(4, 6, 5, 5) * 200.0) * (torch.rand(4, 6, 5, 5) < 0.3)  # cells of 0-200 MeV
+    assert module._shower_terms(x, x).item() == pytest.approx(0.0, abs=1e-9)
+    assert module._shower_terms(1.3 * x, x).item() == pytest.approx(np.log(1.3) ** 2, rel=0.02)
+    hits = BIBAEModule(nets, pp_energy=0.0, pp_hits=1.0, hit_cut=0.1)
+    sub = torch.where(x > 0, x, torch.full_like(x, 0.05))  # every empty cell at a quarter MIP: no hits
+    assert hits._shower_terms(sub, x).item() < 1e-3
+    over = torch.where(x > 0, x, torch.full_like(x, 0.3))  # ... at 1.5 MIP: ~3x the hits
+    assert hits._shower_terms(over, x).item() > 0.5
+    grad_in = (0.09 * torch.ones(2, 6, 5, 5)).requires_grad_()
+    hits._shower_terms(grad_in, x[:2]).backward()  # a cell just below the cut still learns
+    assert grad_in.grad.abs().sum() > 0
+
+
+def test_bibae_post_processor_trains_on_a_pretrained_bibae(grid_files, tmp_path):
+    """``training.pretrained``: the encoder and decoder of a finished run are taken over and
+    stay frozen; with ``epochs: 0`` only a new Post Processor trains. A folder that is not a
+    BIB-AE run of the same geometry is refused in one line."""
+    from hepgen.cli.main import main
+    from hepgen.models.assemblies.grids import GridSurrogate
+
+    first = tmp_path / "first"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_BIB))
+    assert main(["train", "bib-ae", "--data", str(grid_files["ild-photons"]), "--config", str(cfg), "--max-epochs",
+                 "1", "--out", str(first), "--no-progress"]) == 0
+    pp_cfg = {"network": TINY_BIB["network"],
+              "training": {**TINY_BIB["training"], "epochs": 0, "pp_epochs": 2, "pretrained": str(first),
+                           "pp_energy": 100.0, "pp_hits": 10.0, "pp_top": 400}}
+    cfg.write_text(yaml.safe_dump(pp_cfg))
+    second = tmp_path / "second"
+    assert main(["train", "bib-ae", "--data", str(grid_files["ild-photons"]), "--config", str(cfg),
+                 "--out", str(second), "--no-progress"]) == 0
+    a, b = GridSurrogate.load(first).network, GridSurrogate.load(second).network
+    for name in ("encoder", "decoder"):
+        for (key, p), q in zip(getattr(a, name).state_dict().items(), getattr(b, name).state_dict().values()):
+            torch.testing.assert_close(p, q, msg=key)
+    assert not torch.equal(a.post.net[-1].weight, b.post.net[-1].weight)  # the new Post Processor trained
+    assert _losses(second, "pp_loss") and not _losses(second, "difference_critic")
+    np.testing.assert_array_equal(np.load(first / "latents.npy"), np.load(second / "latents.npy"))
+    # a folder that is no BIB-AE run of this geometry
+    for bad in (tmp_path / "missing", first):
+        pp_cfg["training"]["pretrained"] = str(bad)
+        cfg.write_text(yaml.safe_dump(pp_cfg))
+        geo = "ild-pions" if bad == first else "ild-photons"
+        code = main(["train", "bib-ae", "--data", str(grid_files[geo]), "--config", str(cfg), "--out",
+                     str(tmp_path / f"bad-{geo}"), "--no-progress"])
+        assert code != 0
