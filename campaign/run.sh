@@ -20,12 +20,12 @@ declare -A MODEL=([mdma-flow-t30]=mdma-flow [mdma-gan-t30]=mdma-gan [epic-fm-t30
                   [caloinn-ds1-photons]=caloinn [caloinn-ds1-pions]=caloinn [calodream-ds2]=calodream
                   [ipf-t30]=ipf [pf-t30]=pf [apf-t30]=apf [event-cflow-sm]=event-cflow [ddpm-hits-t]=ddpm-hits
                   [bib-ae-ild-photons]=bib-ae [wgan-3d-ild-photons]=wgan-3d [bib-ae-ild-pions]=bib-ae
-                  [ddpm-hits-energy-t]=ddpm-hits)
+                  [ddpm-hits-energy-t]=ddpm-hits [bib-ae-ild-photons-pp]=bib-ae)
 declare -A EPOCHS=([mdma-flow-t30]=150 [mdma-gan-t30]=150 [epic-fm-t30]=150
                    [caloinn-ds1-photons]=40 [caloinn-ds1-pions]=40 [calodream-ds2]=60
                    [ipf-t30]=6 [pf-t30]=6 [apf-t30]=6 [event-cflow-sm]=40 [ddpm-hits-t]=40
                    [bib-ae-ild-photons]=35 [wgan-3d-ild-photons]=30 [bib-ae-ild-pions]=20
-                   [ddpm-hits-energy-t]=12)  # bib-ae: the BIB-AE's epochs; its Post Processor's follow
+                   [ddpm-hits-energy-t]=12)  # bib-ae: the BIB-AE's epochs; its Post Processor's follow (none given: the config's)
 # training data of each run and the command that makes it again (same seed, same file)
 JETS=data/t30_train.h5
 JETS30K=data/t30_train_30k.h5  # the first 30k jets of $JETS (point-flow baselines)
@@ -35,6 +35,7 @@ declare -A DATA=([mdma-flow-t30]=$JETS [mdma-gan-t30]=$JETS [epic-fm-t30]=$JETS
                  [calodream-ds2]=data/calo/ds2_train.h5 [ddpm-hits-t]=data/hits/t_train_30k.h5
                  [bib-ae-ild-photons]=data/grid/ild-photons_train.h5 [wgan-3d-ild-photons]=data/grid/ild-photons_train.h5
                  [bib-ae-ild-pions]=data/grid/ild-pions_train.h5 [ddpm-hits-energy-t]=data/hits/t_train_30k.h5
+                 [bib-ae-ild-photons-pp]=data/grid/ild-photons_train.h5
                  [event-cflow-sm]=data/events/sm)  # a folder: one --data per file in it
 # method studies at the seeds' budgets: `hepgen study NAME --resume` keeps every finished model,
 # so a study killed at MAX_TIME continues with the next unfinished model
@@ -67,13 +68,14 @@ SEQUENTIAL=${SEQUENTIAL:-0}
 mkdir -p data/calo data/grid data/hits campaign/logs
 # train RUN in the foreground: resume when it has a checkpoint
 train_run() {
-    local run=$1 dir=campaign/$1 resume=() data=()
+    local run=$1 dir=campaign/$1 resume=() data=() epochs=()
     if [ -n "${STUDY[$run]:-}" ]; then
         OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 timeout "$((MAX_TIME * 60))" $HEPGEN study "${STUDY[$run]}" --out "$dir" \
             --resume --no-progress >> "campaign/logs/$run.log" 2>&1 && touch "$dir/done"
         return
     fi
     if compgen -G "$dir/checkpoints/*.ckpt" > /dev/null; then resume=(--resume); fi
+    if [ -n "${EPOCHS[$run]:-}" ]; then epochs=(--max-epochs "${EPOCHS[$run]}"); fi
     # the run's training data, made in its own background chain, so a run whose file exists
     # starts at once (two runs on one missing file wait for each other through a lock)
     case "${DATA[$run]}" in
@@ -84,7 +86,7 @@ train_run() {
     if [ -d "${DATA[$run]}" ]; then for f in "${DATA[$run]}"/*.txt; do data+=(--data "$f"); done
     else data=(--data "${DATA[$run]}"); fi
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $HEPGEN train "${MODEL[$run]}" "${data[@]}" --out "$dir" \
-        --config "campaign/$run.yaml" --max-epochs "${EPOCHS[$run]}" --max-time "$MAX_TIME" "${resume[@]}" \
+        --config "campaign/$run.yaml" "${epochs[@]}" --max-time "$MAX_TIME" "${resume[@]}" \
         --no-progress >> "campaign/logs/$run.log" 2>&1
 }
 todo=()

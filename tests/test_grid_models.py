@@ -227,7 +227,8 @@ def test_bibae_post_processor_trains_on_a_pretrained_bibae(grid_files, tmp_path)
                  "1", "--out", str(first), "--no-progress"]) == 0
     pp_cfg = {"network": TINY_BIB["network"],
               "training": {**TINY_BIB["training"], "epochs": 0, "pp_epochs": 2, "pretrained": str(first),
-                           "pp_energy": 100.0, "pp_hits": 10.0, "pp_top": 400}}
+                           "pp_energy": 100.0, "pp_hits": 10.0, "pp_top": 400},
+              "sampler": {"latent": "kde"}}
     cfg.write_text(yaml.safe_dump(pp_cfg))
     second = tmp_path / "second"
     assert main(["train", "bib-ae", "--data", str(grid_files["ild-photons"]), "--config", str(cfg),
@@ -239,6 +240,10 @@ def test_bibae_post_processor_trains_on_a_pretrained_bibae(grid_files, tmp_path)
     assert not torch.equal(a.post.net[-1].weight, b.post.net[-1].weight)  # the new Post Processor trained
     assert _losses(second, "pp_loss") and not _losses(second, "difference_critic")
     np.testing.assert_array_equal(np.load(first / "latents.npy"), np.load(second / "latents.npy"))
+    # KDE sampling: the Post Processor learned on decodes of latents as wide as the KDE's kernel
+    saved = yaml.safe_load((second / "config.yaml").read_text())["training"]
+    assert saved["pp_latent_noise"] == GridSurrogate.KDE_BANDWIDTH
+    assert "pp_latent_noise" not in yaml.safe_load((first / "config.yaml").read_text())["training"]
     # a folder that is no BIB-AE run of this geometry
     for bad in (tmp_path / "missing", first):
         pp_cfg["training"]["pretrained"] = str(bad)
@@ -247,3 +252,17 @@ def test_bibae_post_processor_trains_on_a_pretrained_bibae(grid_files, tmp_path)
         code = main(["train", "bib-ae", "--data", str(grid_files[geo]), "--config", str(cfg), "--out",
                      str(tmp_path / f"bad-{geo}"), "--no-progress"])
         assert code != 0
+
+
+def test_gain_post_processor_is_an_identity_start_that_scales_hits_only():
+    from hepgen.errors import OptionError
+    from hepgen.models.assemblies.grids import PostProcessor
+
+    x = torch.rand(3, 6, 5, 5) * (torch.rand(3, 6, 5, 5) < 0.3)
+    pp = PostProcessor(8, form="gain")
+    torch.testing.assert_close(pp(x, torch.rand(3, 1)), x)
+    torch.nn.init.constant_(pp.net[-1].bias, np.log(1.25))  # a gain of 1.25 on every hit
+    out = pp(x, torch.rand(3, 1))
+    assert (out[x == 0] == 0).all() and torch.allclose(out[x > 0], 1.25 * x[x > 0])
+    with pytest.raises(OptionError, match="pp_form"):
+        PostProcessor(8, form="multiply")

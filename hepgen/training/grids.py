@@ -115,6 +115,13 @@ class BIBAEModule(TrainingModule):
     kld x KLD + mmd x latent MMD. After ``epochs`` the BIB-AE is frozen and the Post
     Processor trains (:meth:`_post_loss`). The learning rates follow the run's schedule
     (the seed: x ``lr_decay`` after every epoch).
+
+    The Post Processor learns on decodes of z = mu + sigma eps (the posterior), or, with
+    ``pp_latent_noise`` (set to the KDE's bandwidth when the sampler draws latents from the
+    KDE), of z = mu + pp_latent_noise eps: the inputs it will see when sampling. With a
+    nearly collapsed latent the two differ: on the CPU photon run sigma was 0.9 against a
+    spread of mu of 0.13, posterior decodes held 11 % more energy below 25 GeV than the
+    sampler's, and a Post Processor calibrated on them left sampled showers 17 % short.
     """
 
     def __init__(self, networks: dict, epochs: int = 50, pp_epochs: int = 20, pp_mse_epochs: int = 5,
@@ -123,14 +130,14 @@ class BIBAEModule(TrainingModule):
                  critic_steps: int = 1, mmd_windows=(100, 50), mmd_alpha: float = 200.0,
                  mmd_alpha2: float | None = None, pp_mmd: float = 1.0, pp_sorted: float = 0.0,
                  pp_batch_mean: float = 0.0, pp_top: int = 2000, pp_energy: float = 0.0, pp_hits: float = 0.0,
-                 hit_cut: float = 0.0, **training):
+                 hit_cut: float = 0.0, pp_latent_noise: float | None = None, **training):
         super().__init__(schedule_options(training))
         self.automatic_optimization = False
         self.bibae, self.critic, self.latent_critic = networks["bibae"], networks["critic"], networks["latent_critic"]
         self.reset_critic = networks.get("reset_critic")
         self.pp = dict(mmd=float(pp_mmd), mmd_alpha2=mmd_alpha2, sorted=float(pp_sorted),
                        batch_mean=float(pp_batch_mean), top=int(pp_top), energy=float(pp_energy),
-                       hits=float(pp_hits), cut=float(hit_cut))
+                       hits=float(pp_hits), cut=float(hit_cut), latent_noise=pp_latent_noise)
         self.epochs, self.pp_epochs, self.pp_mse_epochs = int(epochs), int(pp_epochs), int(pp_mse_epochs)
         self.lr, self.betas = lr, tuple(betas)
         self.lr_latent_critic = float(lr if lr_latent_critic is None else lr_latent_critic)
@@ -214,7 +221,8 @@ class BIBAEModule(TrainingModule):
         if self.current_epoch >= self.epochs:  # the Post Processor, BIB-AE frozen
             with torch.no_grad():
                 mu, logvar = self.bibae.encoder(x, c)
-                recon = self.bibae.decode(mu + torch.randn_like(mu) * (0.5 * logvar).exp(), c, post=False)
+                width = (0.5 * logvar).exp() if self.pp["latent_noise"] is None else self.pp["latent_noise"]
+                recon = self.bibae.decode(mu + torch.randn_like(mu) * width, c, post=False)
             out = self.bibae.post(recon, c)
             loss = self._post_loss(out, x)
             _step(opt_pp, loss, self)
@@ -312,6 +320,8 @@ def train_grid_model(model: str, data: str | os.PathLike, out: str | os.PathLike
     c = torch.as_tensor(e / cfg["e_range"][1], dtype=torch.float32)[:, None]
     if model == "bib-ae":
         training.setdefault("hit_cut", HIT_CUTS.get(geo.name, 0.0))
+        if cfg.get("sampler", {}).get("latent") == "kde":  # the Post Processor learns on what it will see
+            training.setdefault("pp_latent_noise", GridSurrogate.KDE_BANDWIDTH)
     nets = build_grid_networks(cfg)
     if training.get("pretrained"):
         load_pretrained_bibae(nets, training["pretrained"], cfg)
