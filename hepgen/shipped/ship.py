@@ -227,6 +227,10 @@ def ship_grid_run(run: str | Path, dest: str | Path, summary: str = "",
     if cfg["model"] == "bib-ae":
         card["stages"] = {"bib-ae_epochs": tr.get("epochs"), "post_processor_mse_epochs": tr.get("pp_mse_epochs"),
                           "post_processor_mmd_epochs": int(tr.get("pp_epochs", 0)) - int(tr.get("pp_mse_epochs", 0))}
+        first = Path(tr["pretrained"]) / "config.yaml" if tr.get("pretrained") else None
+        if first is not None and first.exists():  # encoder and decoder from an earlier run (training.pretrained)
+            card["stages"]["bib-ae_epochs"] = yaml.safe_load(first.read_text())["training"].get("epochs")
+            card["stages"]["bib-ae_from"] = str(tr["pretrained"])
         card["sampler"] = cfg.get("sampler")
     _write_card(dest, card, note=note, evaluation=evaluation, bench=bench)
     return dest
