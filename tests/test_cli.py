@@ -118,6 +118,17 @@ def test_the_one_error_line_check_fails_on_success_and_on_a_missing_fragment(cap
                               "no such text")
 
 
+def test_require_positive_names_the_first_bad_option_skips_unset_and_refuses_nan():
+    from hepgen.cli.options import require_positive
+    from hepgen.errors import OptionError
+
+    require_positive({"--num": 3, "--chunk": None, "--lr": 1e-5})  # all fine: no error
+    with pytest.raises(OptionError, match=r"^--chunk must be positive, got 0$"):
+        require_positive({"--num": 3, "--chunk": 0, "--lr": -1.0})
+    with pytest.raises(OptionError, match=r"^--lr must be positive, got nan$"):
+        require_positive({"--lr": float("nan")})
+
+
 def test_bad_inputs_give_one_line_and_keep_existing_output(tmp_path, fixture_dir, capsys):
     real = str(fixture_dir / "t150.hdf5")
     out = tmp_path / "report"

@@ -8,7 +8,7 @@ from typing import List, Optional, Tuple
 
 import typer
 
-from hepgen.cli.options import check_output_file, check_output_folder
+from hepgen.cli.options import check_output_file, check_output_folder, require_positive
 
 app = typer.Typer(help="Anomaly detection: train a detector, score a sample.", no_args_is_help=True)
 
@@ -57,8 +57,7 @@ def train(
     """
     from hepgen.errors import OptionError
 
-    if max_events is not None and max_events <= 0:
-        raise OptionError(f"--max-events must be positive, got {max_events}")
+    require_positive({"--max-events": max_events})
     if method is Method.nae:
         _train_nae(data, out, config, max_time, max_events, seed, progress, pretrained)
         return
@@ -129,8 +128,7 @@ def _train_nae(data: List[Path], out: Path, config: Optional[Path], max_time: Op
         init = load_model(pretrained / "ae.pt")
     override = read_config(config)
     if max_time is not None:
-        if not max_time > 0:
-            raise OptionError(f"--max-time must be positive, got {max_time}")
+        require_positive({"--max-time": max_time})
         override = merge_config(override, {"max_minutes": {"nae": max_time}})
     cfg = nae_config(merge_config(override, {"seed": seed}))
     images, sources = read_images(data, cfg["image"], max_events)

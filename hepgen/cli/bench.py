@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from hepgen.cli.options import require_positive
+
 app = typer.Typer(help="Benchmarks (ratios against the reference measured in the same run).", no_args_is_help=True)
 
 
@@ -85,13 +87,11 @@ def calo(
     from hepgen.simulate.showers import PRODUCER_VERSION, generate_showers
 
     load_geometry(geometry)
-    if num_showers <= 0:
-        raise OptionError(f"--num-showers must be positive, got {num_showers}")
+    require_positive({"--num-showers": num_showers})
     from hepgen.cli.options import classifier_recipe
 
     cc_options = classifier_recipe(cc_classifier_hidden, cc_classifier_dtype, prefix="--cc-classifier")
-    if cc_classifier_epochs < 1:
-        raise OptionError(f"--cc-classifier-epochs must be positive, got {cc_classifier_epochs}")
+    require_positive({"--cc-classifier-epochs": cc_classifier_epochs})
     protocols = tuple(p.strip() for p in protocol.split(",") if p.strip())
     from hepgen.evaluate.calo import PROTOCOLS
 
@@ -138,12 +138,7 @@ def events(
     for process in processes or []:
         if process not in PROCESSES:
             raise OptionError(f"--process: unknown process {process!r}; choose one of {', '.join(PROCESSES)}")
-    if num_events <= 0:
-        raise OptionError(f"--num-events must be positive, got {num_events}")
-    if batch_size <= 0:
-        raise OptionError(f"--batch-size must be positive, got {batch_size}")
-    if time_events <= 0:
-        raise OptionError(f"--time-events must be positive, got {time_events}")
+    require_positive({"--num-events": num_events, "--batch-size": batch_size, "--time-events": time_events})
     masses = None
     if stop_mass is not None or lsp_mass is not None:
         if "stop" not in (processes or []):
@@ -186,9 +181,7 @@ def hits(
     from hepgen.errors import OptionError
     from hepgen.shipped import shipped_models
 
-    for name, value in (("--num-jets", num_jets), ("--num-pairs", num_pairs), ("--time-jets", time_jets)):
-        if value <= 0:
-            raise OptionError(f"{name} must be positive, got {value}")
+    require_positive({"--num-jets": num_jets, "--num-pairs": num_pairs, "--time-jets": time_jets})
     if teacher_steps < 0:
         raise OptionError(f"--teacher-steps must be 0 or positive, got {teacher_steps}")
     names = list(models) if models else [n for n in shipped_models() if n.startswith("ddpm-hits/")]

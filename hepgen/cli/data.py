@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from hepgen.cli.options import check_output_file
+from hepgen.cli.options import check_output_file, require_positive
 
 app = typer.Typer(help="Make reference samples (Pythia 8 + FastJet, ...).", no_args_is_help=True)
 
@@ -41,10 +41,7 @@ def jets(
     from hepgen.errors import OptionError
     from hepgen.simulate.jets import generate_jets
 
-    if num_jets <= 0:
-        raise OptionError(f"--num-jets must be positive, got {num_jets}")
-    if num_particles <= 0:
-        raise OptionError(f"--num-particles must be positive, got {num_particles}")
+    require_positive({"--num-jets": num_jets, "--num-particles": num_particles})
     if not 0 < pt_min < pt_max:
         raise OptionError(f"--pt-min/--pt-max: need 0 < pt-min < pt-max, got {pt_min}, {pt_max}")
     check_output_file(out)
@@ -78,13 +75,9 @@ def dark_jets(
     """Jets of pT 150-300 GeV, |eta| < 2, anti-kT R=0.8 for DarkCLR (seed 002 eqs. 5.2-5.3;
     hepgen.simulate.darkjets documents the Hidden Valley settings)."""
     from hepgen.data.jetnet import write_jets
-    from hepgen.errors import OptionError
     from hepgen.simulate.darkjets import generate_dark_jets
 
-    if num_jets <= 0:
-        raise OptionError(f"--num-jets must be positive, got {num_jets}")
-    if num_particles <= 0:
-        raise OptionError(f"--num-particles must be positive, got {num_particles}")
+    require_positive({"--num-jets": num_jets, "--num-particles": num_particles})
     check_output_file(out)
     sample = generate_dark_jets(kind.value, num_jets, num_particles, seed=seed, workers=workers, progress=progress)
     write_jets(sample, out, attrs={"seed": seed, "generator": "pythia8+fastjet", "kind": kind.value})
@@ -115,13 +108,9 @@ def calo(
     """Reference showers from the parametrised (GFlash-type) simulator, a stand-in for Geant4."""
     import time
 
-    from hepgen.errors import OptionError
     from hepgen.simulate.showers import generate_showers
 
-    if num_showers <= 0:
-        raise OptionError(f"--num-showers must be positive, got {num_showers}")
-    if chunk is not None and chunk <= 0:
-        raise OptionError(f"--chunk must be positive, got {chunk}")
+    require_positive({"--num-showers": num_showers, "--chunk": chunk})
     check_output_file(out)
     start = time.perf_counter()
     generate_showers(geometry.value, num_showers, seed=seed, workers=workers, scheduler=scheduler,
@@ -146,11 +135,9 @@ def hits(
     import time
 
     from hepgen.data.hits import write_hits
-    from hepgen.errors import OptionError
     from hepgen.simulate.hits import generate_hits
 
-    if num_jets <= 0:
-        raise OptionError(f"--num-jets must be positive, got {num_jets}")
+    require_positive({"--num-jets": num_jets})
     check_output_file(out)
     start = time.perf_counter()
     sample = generate_hits(jet_type.value, num_jets, seed=seed, max_hits=max_hits, workers=workers,
@@ -192,11 +179,9 @@ def events(
     (a stand-in for Delphes), with the Dark Machines object and event selection. Every event
     is weighted by the selected cross-section in pb over the number of events in the file
     (the weights of a file sum to its cross-section; files concatenate into a cocktail)."""
-    from hepgen.errors import OptionError
     from hepgen.simulate.events import generate_events
 
-    if num_events <= 0:
-        raise OptionError(f"--num-events must be positive, got {num_events}")
+    require_positive({"--num-events": num_events})
     check_output_file(out)
     summary = generate_events(process.value, num_events, seed=seed, out=out, workers=workers,
                               scheduler=scheduler, mpi=mpi, progress=progress, stop_mass=stop_mass,
@@ -227,11 +212,9 @@ def dijets(
     import time
 
     from hepgen.data.dijets import write_dijets
-    from hepgen.errors import OptionError
     from hepgen.simulate.dijets import generate_dijets
 
-    if num_events <= 0:
-        raise OptionError(f"--num-events must be positive, got {num_events}")
+    require_positive({"--num-events": num_events})
     check_output_file(out)
     start = time.perf_counter()
     sample = generate_dijets(process.value, num_events, seed=seed, workers=workers, scheduler=scheduler, mpi=mpi,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from hepgen.cli.options import require_positive
+
 app = typer.Typer(help="Compare generated with reference samples.", no_args_is_help=True)
 
 
@@ -21,13 +23,9 @@ def jets(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Make the distribution plots."),
 ) -> None:
     """W1M, W1P, W1EFP, FPD, KPD (jetnet definitions) with plots and an HTML report."""
-    from hepgen.errors import OptionError
     from hepgen.evaluate.jets import evaluate_jets
 
-    if num_eval_samples <= 0:
-        raise OptionError(f"--num-eval-samples must be positive, got {num_eval_samples}")
-    if num_particles is not None and num_particles <= 0:
-        raise OptionError(f"--num-particles must be positive, got {num_particles}")
+    require_positive({"--num-eval-samples": num_eval_samples, "--num-particles": num_particles})
     result = evaluate_jets(real, gen, out, truth_floor, seed=seed, num_eval_samples=num_eval_samples,
                            num_particles=num_particles, plots=plots, echo=typer.echo)
     typer.echo(f"report: {result.report}")
@@ -99,11 +97,9 @@ def hits(
     num_pairs: int = typer.Option(2000, "--num-pairs", help="Pairs of clouds for the EMD (the seed: 20000)."),
 ) -> None:
     """W1 of the total hit energy, the EMD between clouds, the hit multiplicity, marginals, report."""
-    from hepgen.errors import OptionError
     from hepgen.evaluate.hits import evaluate_hits
 
-    if num_pairs <= 0:
-        raise OptionError(f"--num-pairs must be positive, got {num_pairs}")
+    require_positive({"--num-pairs": num_pairs})
     result = evaluate_hits(real, gen, out, truth_floor, num_pairs=num_pairs, echo=typer.echo)
     typer.echo(f"report: {result.report}")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from hepgen.cli.options import check_output_file
+from hepgen.cli.options import check_output_file, require_positive
 
 
 def trainable_models() -> list[str]:
@@ -99,10 +99,7 @@ def sample(
     from hepgen.errors import OptionError
     from hepgen.models.registry import load_model
 
-    if batch_size is not None and batch_size <= 0:
-        raise OptionError(f"--batch-size must be positive, got {batch_size}")
-    if num <= 0:
-        raise OptionError(f"--num must be positive, got {num}")
+    require_positive({"--batch-size": batch_size, "--num": num})
     check_output_file(out)
     surrogate = load_model(model)
     from hepgen.models.assemblies.calo import CaloSurrogate

@@ -48,3 +48,12 @@ def classifier_recipe(hidden: str | None, dtype: str | None, prefix: str = "--cl
             raise OptionError(f"{prefix}-dtype: choose float32 or float64, got {dtype!r}")
         options["dtype"] = dtype
     return options
+
+
+def require_positive(options: dict) -> None:
+    """One clear error for the first option whose value is not > 0, in the form
+    ``--num-jets must be positive, got 0``; options left out (None) are skipped and NaN is
+    refused. ``options`` maps each option's flag to its value."""
+    for flag, value in options.items():
+        if value is not None and not value > 0:
+            raise OptionError(f"{flag} must be positive, got {value}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from hepgen.cli.options import check_output_folder, comma_list
+from hepgen.cli.options import check_output_folder, comma_list, require_positive
 
 app = typer.Typer(help="Run a method study of the seeds (trains, evaluates, reports).", no_args_is_help=True)
 
@@ -39,8 +39,7 @@ def interpolation(
     if not chosen or any(p not in PARTS for p in chosen):
         raise OptionError(f"--parts: {parts!r}; choose from {', '.join(PARTS)}")
     extra = {} if repeats is None else {"repeats": repeats}
-    if repeats is not None and repeats < 1:
-        raise OptionError(f"--repeats must be at least 1, got {repeats}")
+    require_positive({"--repeats": repeats})
     _run_study(run, out, quick=quick, seed=seed, parts=chosen, progress=progress, **extra)
 
 
@@ -97,10 +96,7 @@ def online_cwola(
             raise OptionError(f"--prescales: {prescales!r} is not a comma-separated list of integers") from None
     if s_over_b is not None and not 0 < s_over_b < 1:
         raise OptionError(f"--s-over-b must lie in (0, 1), got {s_over_b}")
-    if lr is not None and not lr > 0:
-        raise OptionError(f"--lr must be positive, got {lr}")
-    if max_events is not None and max_events < 1:
-        raise OptionError(f"--max-events must be at least 1, got {max_events}")
+    require_positive({"--lr": lr, "--max-events": max_events})
     _run_study(run, out, quick=quick, seed=seed, data=data, signal=signal, test_data=test_data,
                test_signal=test_signal, progress=progress, s_over_b=s_over_b, max_events=max_events, buffer=buffer,
                iterations=iterations, batch=batch, blocks=blocks, hidden=hidden, lr=lr, epochs=epochs,
