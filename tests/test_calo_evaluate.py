@@ -304,3 +304,38 @@ def test_grid_mu90_sigma90_per_incident_energy_bin(tmp_path):
     other = evaluate_calo(tmp_path / "a.h5", tmp_path / "c.h5", tmp_path / "other", classifier_runs=0, plots=False,
                           echo=lambda *_: None).metrics
     assert other["grid_response_mu90_per_energy_max_dev"]["value"] < 0.5 * other["grid_e_vis_mu90_per_energy_max_dev"]["value"]
+
+
+def test_grid_per_energy_bins_name_the_worst_bin_and_are_plotted(tmp_path):
+    """A model wrong in one energy range only: the per-bin table says which bin, the
+    others stay at ratio 1, and the report has the response-per-energy figure."""
+    from hepgen.data.calo import ShowerSample
+    from hepgen.evaluate.calo import evaluate_calo
+    from hepgen.metrics.grid import energy_bin_edges, per_energy_mu90_sigma90
+    from hepgen.simulate.showers import simulate_chunk
+
+    e, showers = simulate_chunk("ild-photons", 600, 5)
+    geo = load_geometry("ild-photons")
+    edges = energy_bin_edges(e)
+    assert len(edges) == 11  # 600 showers: 10 bins
+    top = e >= edges[-2]  # the highest-energy bin only: every cell x 1.2
+    bad = showers * np.where(top, 1.2, 1.0)[:, None]
+    write_showers(ShowerSample(e[:, None], showers, geo), tmp_path / "a.h5")
+    write_showers(ShowerSample(e[:, None], bad, geo), tmp_path / "b.h5")
+    result = evaluate_calo(tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "out", classifier_runs=0,
+                           echo=lambda *_: None)
+    m = result.metrics
+    table = m["grid_per_energy"]["response"]
+    ratio = np.array(table["mu90_ratio"], dtype=float)
+    assert ratio[-1] == pytest.approx(1.2, abs=0.01) and np.allclose(ratio[:-1], 1.0)
+    assert table["mu90_max_dev_e_inc"] == pytest.approx(0.5 * (edges[-2] + edges[-1]))
+    assert m["grid_response_mu90_per_energy_max_dev"]["value"] == pytest.approx(0.2, abs=0.01)
+    assert sum(table["n_real"]) == 600
+    assert (tmp_path / "out" / "grid_per_energy.png").stat().st_size > 10_000
+    assert "grid_per_energy.png" in (tmp_path / "out" / "report.html").read_text()
+    # the function alone, on arrays: a bin with too few showers is NaN, not a ratio
+    v = np.random.default_rng(0).uniform(1, 2, 30)
+    where = np.r_[np.zeros(25), np.ones(5)]
+    st = per_energy_mu90_sigma90(v, where, 1.1 * v, where, [0.0, 0.5, 1.5])
+    assert st.ratio("mu90")[0] == pytest.approx(1.1) and np.isnan(st.ratio("mu90")[1])
+    assert st.max_dev("mu90") == (pytest.approx(0.1), 0.25)

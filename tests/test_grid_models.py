@@ -187,6 +187,8 @@ def test_grid_bench_reports_per_energy_observables_and_the_seeds_timings(grid_fi
     assert "grid_e_vis_mu90_per_energy_max_dev" in row["metrics"]
     md = (tmp_path / "bench" / "calo_bench_ild-photons.md").read_text()
     assert "Grid observables" in md and "4082" in md  # seed 001 Table 6.1, Geant4 per shower
+    at = row["metrics"]["grid_per_energy"]["response"]["mu90_max_dev_e_inc"]
+    assert f"(at {at / 1e3:.0f} GeV)" in md  # the worst bin of each per-energy deviation is named
     assert json.loads((tmp_path / "bench" / "calo_bench_ild-photons.json").read_text())["floor"]
 
 

@@ -330,6 +330,49 @@ def step_ratio_plot(edges, y_real, y_gen, path, xlabel, ylabel="fraction of entr
     return path
 
 
+def energy_bins_plot(stats: dict, path, labels=("reference", "generated"), title=None) -> Path:
+    """Response and resolution against the incident energy (seed 001 Figs. 6.9, 7.11): per
+    observable (a column each; ``stats`` maps a label to an
+    :class:`~hepgen.metrics.grid.EnergyBinStats`) mu90 and sigma90 / mu90 per E_inc bin, the
+    reference as a band and the model as points, with generated / reference ratio panels."""
+    plt = _plt()
+    fig, axes = plt.subplots(4, len(stats), figsize=(5.5 * len(stats), 10), sharex="col", squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1, 3, 1], "hspace": 0.08, "wspace": 0.3})
+    for col, (label, st) in enumerate(stats.items()):
+        x = st.centres / 1e3
+        half = 0.5 * np.diff(st.edges) / 1e3
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rows = (("mu90", st.mu90_real, st.mu90_gen, st.errors("mu90", "real"), st.errors("mu90", "gen"),
+                     rf"$\mu_{{90}}$ of {label}"),
+                    ("res", st.sigma90_real / st.mu90_real, st.sigma90_gen / st.mu90_gen,
+                     st.errors("sigma90", "real") / st.mu90_real, st.errors("sigma90", "gen") / st.mu90_gen,
+                     rf"$\sigma_{{90}} / \mu_{{90}}$ of {label}"))
+        for k, (_, y_real, y_gen, e_real, e_gen, ylabel) in enumerate(rows):
+            ax, axr = axes[2 * k, col], axes[2 * k + 1, col]
+            ax.fill_between(np.repeat(st.edges / 1e3, 2)[1:-1], np.repeat(y_real - e_real, 2),
+                            np.repeat(y_real + e_real, 2), color="C0", alpha=0.3, label=labels[0])
+            ax.errorbar(x, y_gen, xerr=half, yerr=e_gen, fmt="o", ms=3, color="C1", label=labels[1])
+            ax.set_ylabel(ylabel)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = y_gen / y_real
+                err = np.abs(ratio) * np.sqrt((e_gen / y_gen) ** 2 + (e_real / y_real) ** 2)
+            axr.axhline(1, color="gray", lw=0.8)
+            axr.errorbar(x, ratio, xerr=half, yerr=err, fmt="o", ms=3, color="C1", elinewidth=0.8)
+            finite = ratio[np.isfinite(ratio)]
+            span = max(0.1, min(1.0, 1.2 * float(np.abs(finite - 1).max()))) if finite.size else 0.5
+            axr.set_ylim(1 - span, 1 + span)
+            axr.set_ylabel("gen / ref", fontsize="x-small")
+            if k == 0 and col == 0:
+                ax.legend(fontsize="small")
+        axes[-1, col].set_xlabel(r"$E_{inc}$ [GeV]")
+    if title:
+        fig.suptitle(title, fontsize="small")
+    path = Path(path)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def separation_plot(sep: Separation, path, xlabel, labels, logx=False, logy=False, vlines=(), title=None) -> Path:
     y1, e1 = _normalised(sep.counts_real)
     y2, e2 = _normalised(sep.counts_gen)
@@ -816,7 +859,7 @@ def _compute(real: _Scan, gen: _Scan, geo: CaloGeometry, protocol: str, recipe: 
 
     grid = None
     if geo.kind == "grid":
-        from hepgen.metrics.grid import correlation_matrix, mu90_sigma90
+        from hepgen.metrics.grid import correlation_matrix, energy_bin_edges, mu90_sigma90, per_energy_mu90_sigma90
 
         with _timed(timing, "grid"):
             grid = (real.grid, gen.grid)
@@ -853,23 +896,18 @@ def _compute(real: _Scan, gen: _Scan, geo: CaloGeometry, protocol: str, recipe: 
             # by its bin's energy mix (the 10k floor of mu90: 2 %) while a model generated at the
             # reference's energies does not; the response E_vis / E_inc per bin removes that
             # part and gives the floor the model can be held to
-            n_bins = int(np.clip(len(g_real) // 50, 1, 10))
-            edges = np.linspace(g_real.e_inc.min(), g_real.e_inc.max() + 1e-6, n_bins + 1)
+            edges = energy_bin_edges(g_real.e_inc)
+            binned = {}
             for name in ("e_vis", "n_hits", "response"):
-                ratios = {"mu90": [], "sigma90": []}
-                for lo_e, hi_e in zip(edges[:-1], edges[1:]):
-                    sr = (g_real.e_inc >= lo_e) & (g_real.e_inc < hi_e)
-                    sg = (g_gen.e_inc >= lo_e) & (g_gen.e_inc < hi_e)
-                    if sr.sum() < 10 or sg.sum() < 10:
-                        continue
-                    (mr, sdr), (mg, sdg) = mu90_sigma90(getattr(g_real, name)[sr]), mu90_sigma90(getattr(g_gen, name)[sg])
-                    if mr > 0 and sdr > 0:
-                        ratios["mu90"].append(mg / mr)
-                        ratios["sigma90"].append(sdg / sdr)
-                for stat, values in ratios.items():
-                    if values:
-                        dev = np.abs(np.asarray(values) - 1.0)
-                        metrics[f"grid_{name}_{stat}_per_energy_max_dev"] = _mv(float(dev.max()))
+                stats = per_energy_mu90_sigma90(getattr(g_real, name), g_real.e_inc, getattr(g_gen, name),
+                                                g_gen.e_inc, edges)
+                binned[name] = stats.to_dict()
+                for stat in ("mu90", "sigma90"):
+                    worst = stats.max_dev(stat)
+                    if worst is not None:
+                        metrics[f"grid_{name}_{stat}_per_energy_max_dev"] = _mv(worst[0])
+                        binned[name][f"{stat}_max_dev_e_inc"] = worst[1]
+            metrics["grid_per_energy"] = binned  # per-bin values (which bin is worst), for the report
             c_real = correlation_matrix(g_real.correlation_inputs())
             c_gen = correlation_matrix(g_gen.correlation_inputs())
             metrics["grid_corr_max_abs_diff"] = _mv(np.abs(c_gen - c_real).max())
@@ -978,7 +1016,8 @@ def _make_plots(folder: Path, f_real: HighLevelFeatures, f_gen: HighLevelFeature
     figs.append({"file": "average_shower.png", "caption": "average shower per layer", "wide": True})
 
     if grid is not None:
-        from hepgen.metrics.grid import CORRELATION_LABELS, MIP_MEV, correlation_matrix, mu90_sigma90
+        from hepgen.metrics.grid import (CORRELATION_LABELS, MIP_MEV, correlation_matrix, energy_bin_edges,
+                                         mu90_sigma90, per_energy_mu90_sigma90)
 
         g_real, g_gen = grid
         figs = section("Grid observables")
@@ -1002,6 +1041,14 @@ def _make_plots(folder: Path, f_real: HighLevelFeatures, f_gen: HighLevelFeature
                             edges=s.edges, reference_label=labels[0], generated_label=labels[1],
                             title=f"sep. power {s.value:.4f}")
             figs.append({"file": f"grid_{name}.png", "caption": f"{title} (separation power {s.value:.4f}{extra})"})
+        edges = energy_bin_edges(g_real.e_inc)
+        binned = {label: per_energy_mu90_sigma90(getattr(g_real, name), g_real.e_inc, getattr(g_gen, name),
+                                                 g_gen.e_inc, edges)
+                  for name, label in (("response", r"$E_{vis}/E_{inc}$"), ("n_hits", r"$n_{hits}$"))}
+        energy_bins_plot(binned, folder / "grid_per_energy.png", labels)
+        figs.append({"file": "grid_per_energy.png", "wide": True,
+                     "caption": "response E_vis / E_inc and number of hits per incident-energy bin: mu90 and "
+                                "the relative width sigma90 / mu90 (seed 001 Figs. 6.9, 7.11)"})
         m_real, e_real = _profile(g_real.longitudinal)
         m_gen, e_gen = _profile(g_gen.longitudinal)
         step_ratio_plot(np.arange(len(m_real) + 1) - 0.5, m_real, m_gen, folder / "grid_longitudinal.png",

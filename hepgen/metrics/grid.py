@@ -15,6 +15,9 @@ arXiv:2005.05334) and of S. Diefenbacher's thesis, for showers on a regular
 * :func:`mu90_sigma90` -- mean and standard deviation of the 90 % core of a distribution
   (by default the narrowest interval holding 90 % of the entries, as used for ILD
   resolutions; ``narrowest=False`` takes the 5-95 % quantiles);
+* :func:`per_energy_mu90_sigma90` -- mu90 and sigma90 of an observable per incident-energy bin
+  for two samples, with their ratios (seed 001 Figs. 6.9, 7.11: the response and resolution
+  against the incident energy);
 * :func:`correlation_matrix` of per-shower observables (incident energy, hits, visible
   energy, centres of gravity, energy in the first, second and last third of the layers).
 """
@@ -150,6 +153,83 @@ def mu90_sigma90(values, narrowest: bool = True, fraction: float = 0.9) -> tuple
         lo, hi = np.quantile(v, [(1 - fraction) / 2, 1 - (1 - fraction) / 2])
         core = v[(v >= lo) & (v <= hi)]
     return float(core.mean()), float(core.std())
+
+
+@dataclass
+class EnergyBinStats:
+    """mu90 / sigma90 of one observable per incident-energy bin, reference and generated.
+
+    edges: (B + 1,) bin edges of E_inc; n_real, n_gen: (B,) showers per bin; the mu90 /
+    sigma90 arrays are (B,), NaN in a bin with fewer than ``min_count`` showers of either
+    sample (or a reference mu90 / sigma90 of 0), so ratios there are NaN too."""
+
+    edges: np.ndarray
+    n_real: np.ndarray
+    n_gen: np.ndarray
+    mu90_real: np.ndarray
+    sigma90_real: np.ndarray
+    mu90_gen: np.ndarray
+    sigma90_gen: np.ndarray
+
+    @property
+    def centres(self) -> np.ndarray:
+        return 0.5 * (self.edges[1:] + self.edges[:-1])
+
+    def ratio(self, stat: str) -> np.ndarray:
+        """generated / reference of ``stat`` ("mu90" or "sigma90") per bin."""
+        return getattr(self, f"{stat}_gen") / getattr(self, f"{stat}_real")
+
+    def max_dev(self, stat: str) -> tuple[float, float] | None:
+        """(largest |ratio - 1|, the E_inc centre of its bin), None if no bin is filled."""
+        dev = np.abs(self.ratio(stat) - 1.0)
+        if not np.isfinite(dev).any():
+            return None
+        i = int(np.nanargmax(dev))
+        return float(dev[i]), float(self.centres[i])
+
+    def errors(self, stat: str, which: str) -> np.ndarray:
+        """Statistical error of ``stat`` for ``which`` ("real" / "gen"): sigma90 / sqrt(n90) for
+        mu90, sigma90 / sqrt(2 n90) for sigma90 (Gaussian core)."""
+        n90 = np.maximum(1.0, 0.9 * getattr(self, f"n_{which}"))
+        sd = getattr(self, f"sigma90_{which}")
+        return sd / np.sqrt(n90) if stat == "mu90" else sd / np.sqrt(2 * n90)
+
+    def to_dict(self) -> dict:
+        """JSON-ready lists (NaN as None)."""
+        clean = lambda a: [None if not np.isfinite(v) else round(float(v), 6) for v in a]  # noqa: E731
+        return {"e_inc_edges": [float(e) for e in self.edges], "n_real": self.n_real.tolist(),
+                "n_gen": self.n_gen.tolist(), "mu90_real": clean(self.mu90_real), "mu90_gen": clean(self.mu90_gen),
+                "sigma90_real": clean(self.sigma90_real), "sigma90_gen": clean(self.sigma90_gen),
+                "mu90_ratio": clean(self.ratio("mu90")), "sigma90_ratio": clean(self.ratio("sigma90"))}
+
+
+def energy_bin_edges(e_inc, n_bins: int | None = None) -> np.ndarray:
+    """Edges of ``n_bins`` equal bins spanning ``e_inc`` (default: 10, fewer for small samples,
+    at least ~50 showers a bin)."""
+    e = np.asarray(e_inc, dtype=np.float64).ravel()
+    if n_bins is None:
+        n_bins = int(np.clip(len(e) // 50, 1, 10))
+    return np.linspace(e.min(), e.max() + 1e-6, n_bins + 1)
+
+
+def per_energy_mu90_sigma90(real, e_real, gen, e_gen, edges, min_count: int = 10) -> EnergyBinStats:
+    """mu90 / sigma90 (:func:`mu90_sigma90`) of the per-shower values ``real`` (incident
+    energies ``e_real``) and ``gen`` (``e_gen``) in each bin of ``edges``."""
+    real, e_real = np.asarray(real, np.float64), np.asarray(e_real, np.float64)
+    gen, e_gen = np.asarray(gen, np.float64), np.asarray(e_gen, np.float64)
+    edges = np.asarray(edges, np.float64)
+    b = len(edges) - 1
+    n_real = np.histogram(e_real, edges)[0]
+    n_gen = np.histogram(e_gen, edges)[0]
+    out = {k: np.full(b, np.nan) for k in ("mu90_real", "sigma90_real", "mu90_gen", "sigma90_gen")}
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        sr, sg = (e_real >= lo) & (e_real < hi), (e_gen >= lo) & (e_gen < hi)
+        if sr.sum() < min_count or sg.sum() < min_count:
+            continue
+        (mr, sdr), (mg, sdg) = mu90_sigma90(real[sr]), mu90_sigma90(gen[sg])
+        if mr > 0 and sdr > 0:
+            out["mu90_real"][i], out["sigma90_real"][i], out["mu90_gen"][i], out["sigma90_gen"][i] = mr, sdr, mg, sdg
+    return EnergyBinStats(edges=edges, n_real=n_real, n_gen=n_gen, **out)
 
 
 def correlation_matrix(observables: dict[str, np.ndarray]) -> np.ndarray:
