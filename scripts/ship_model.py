@@ -1,7 +1,7 @@
 """Copy a trained run into hepgen/shipped/MODEL/DATASET so it samples without training.
 
     python scripts/ship_model.py RUN_DIR MODEL/DATASET [--sampler-method midpoint --sampler-steps 16]
-    python scripts/ship_model.py GRID_RUN bib-ae/ild-photons --minutes 20 [--card-extra extra.yaml]
+    python scripts/ship_model.py GRID_RUN bib-ae/ild-photons --minutes 20 [--bench calo_bench_ild-photons.json]
 
 Keeps only what sampling needs, refits the multiplicity KDE on the full (untruncated)
 multiplicities of the training file, and writes card.yaml (how it was trained).
@@ -33,6 +33,9 @@ def main() -> None:
     ap.add_argument("--note", help="grid and hit models: a note for the card (what the model is and is not)")
     ap.add_argument("--num-showers", type=int, help="grid models: training showers, if the run used --num-showers")
     ap.add_argument("--card-extra", type=Path, help="grid and hit models: YAML with 'evaluation' (and for grids 'bench') for the card")
+    ap.add_argument("--bench", type=Path, help="grid models: the calo_bench_GEOMETRY.json of `hepgen bench calo` with "
+                    "a row for RUN: the card's evaluation and bench come from it")
+    ap.add_argument("--reproduce", help="the commands that remake the run, for the card")
     args = ap.parse_args()
 
     dest = ROOT / args.name
@@ -54,11 +57,13 @@ def main() -> None:
         print(f"shipped {args.run} as {args.name} in {dest}")
         return
     if cfg["model"] in GRID_MODELS:
-        from hepgen.shipped.ship import ship_grid_run
+        from hepgen.shipped.ship import grid_card_from_bench, ship_grid_run
 
+        if args.bench:  # the bench row of this run folder, under the name it was benched with
+            extra["evaluation"], extra["bench"] = grid_card_from_bench(args.bench, str(args.run).rstrip("/"))
         ship_grid_run(args.run, dest, args.summary, minutes=args.minutes, note=args.note,
                       evaluation=extra.get("evaluation"), bench=extra.get("bench"),
-                      num_showers=args.num_showers)
+                      num_showers=args.num_showers, reproduce=args.reproduce)
         print(f"shipped {args.run} as {args.name} in {dest}")
         return
     from hepgen.shipped.ship import ship_jet_run

@@ -190,6 +190,20 @@ def test_grid_bench_reports_per_energy_observables_and_the_seeds_timings(grid_fi
     at = row["metrics"]["grid_per_energy"]["response"]["mu90_max_dev_e_inc"]
     assert f"(at {at / 1e3:.0f} GeV)" in md  # the worst bin of each per-energy deviation is named
     assert json.loads((tmp_path / "bench" / "calo_bench_ild-photons.json").read_text())["floor"]
+    # a shipped card takes its evaluation from this report: the model beside the floor of the same run
+    from hepgen.errors import OptionError
+    from hepgen.shipped.ship import grid_card_from_bench
+
+    evaluation, bench = grid_card_from_bench(tmp_path / "bench" / "calo_bench_ild-photons.json", str(run))
+    mu = evaluation["metrics"]["grid_e_vis_mu90_per_energy_max_dev"]
+    assert mu["model"][0] == pytest.approx(row["metrics"]["grid_e_vis_mu90_per_energy_max_dev"]["value"], abs=1e-6)
+    assert mu["truth_floor"][0] < mu["model"][0]  # a 1-epoch model against a second reference sample
+    assert "(seed 9, " in evaluation["truth_floor"]  # the floor file's producer seed
+    assert len(evaluation["response_per_energy"]["mu90_ratio"]) == len(evaluation["response_per_energy"]["e_inc_edges_gev"]) - 1
+    assert bench["ms_per_shower_one_thread"]["100"] > 0 and bench["seed_001_cpu_ms_per_shower"]["BIB-AE"] == 418.04
+    assert bench["speed_up_vs_seed_bib-ae_cpu_at_batch_100"] > 0
+    with pytest.raises(OptionError, match="has no row 'nope'"):
+        grid_card_from_bench(tmp_path / "bench" / "calo_bench_ild-photons.json", "nope")
 
 
 def test_post_processor_shower_terms_compare_each_shower_with_its_input():

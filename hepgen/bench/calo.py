@@ -143,7 +143,8 @@ def bench_calo(models: list[str], reference: Path, floor: Path | None, out: Path
         batches = tuple(min(int(b), 1000) for b in batches)
     energies = read_incident_energies(reference).astype(np.float32)  # as the reference sample holds them
     geometry = geo.name
-    results: dict = {"geometry": geometry, "reference": str(reference), "num_showers": num_showers, "models": {}}
+    results: dict = {"geometry": geometry, "reference": str(reference), "num_showers": num_showers, "models": {},
+                     "floor_file": str(floor) if floor is not None else None}
     # the classifier recipes are part of what the rows mean: rows of another recipe are not kept
     results["recipes"] = json.loads(json.dumps({
         "hepgen": {"epochs": classifier_epochs, "runs": classifier_runs, **(classifier_options or {})},

@@ -5,14 +5,18 @@ weights.pt) and ``card.yaml``: what the model is, what it was trained on, for ho
 (epochs, hours, hardware), which checkpoint was selected and how it scored. Used by
 ``scripts/ship_model.py`` (every model family, grid models included) and the GPU scripts ``scripts/gpu_jets.py`` and ``scripts/gpu_calo.py``.
 Hit clouds (``ddpm-hits``): :func:`ship_hits_run` (float32 weights, the distilled student when present).
+Grid models take their card's evaluation straight from a bench report (:func:`grid_card_from_bench`).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import yaml
+
+from hepgen.errors import OptionError
 
 
 def _epochs(run: Path) -> int:
@@ -157,10 +161,74 @@ def _write_card(dest: Path, card: dict, width: int = 80, **extras) -> None:
     (dest / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False, width=width))
 
 
+#: the grid metrics a card quotes from a bench (model beside the truth floor)
+GRID_CARD_METRICS = ("auc_low", "auc_high", "fpd", "kpd", "grid_e_vis_mu90_per_energy_max_dev",
+                     "grid_e_vis_sigma90_per_energy_max_dev", "grid_response_mu90_per_energy_max_dev",
+                     "grid_response_sigma90_per_energy_max_dev", "grid_n_hits_mu90_per_energy_max_dev",
+                     "grid_n_hits_sigma90_per_energy_max_dev", "sep_grid_hit_energy", "sep_grid_n_hits",
+                     "sep_grid_e_vis", "sep_grid_cog_z", "sep_grid_longitudinal_profile", "sep_grid_radial_profile",
+                     "grid_corr_max_abs_diff")
+
+
+def grid_card_from_bench(bench_json: str | Path, model: str) -> tuple[dict, dict]:
+    """The ``evaluation`` and ``bench`` entries of a grid model's card, from the
+    ``calo_bench_GEOMETRY.json`` of ``hepgen bench calo`` (its row ``model``, as it was named
+    there): each metric of :data:`GRID_CARD_METRICS` beside the truth floor of the same run,
+    the per-energy response ratios, ms per shower against the stand-in timed in the same run,
+    and seed 001's timings for context. A missing row is a clear error."""
+    from hepgen.bench.calo import SEED_TIMES
+    from hepgen.data.calo import shower_file_attrs
+
+    res = json.loads(Path(bench_json).read_text())
+    if model not in res.get("models", {}):
+        raise OptionError(f"--bench: {bench_json} has no row {model!r} (rows: {', '.join(res.get('models', {}))})")
+    row, floor = res["models"][model], res.get("floor", {})
+    m = row["metrics"]
+    seeds = {}
+    for key in ("reference", "floor_file"):
+        path = res.get(key)
+        if path and Path(path).is_file():
+            seeds[key] = shower_file_attrs(path).get("seed")
+    pair = lambda d, k: [round(float(d[k]["value"]), 6), round(float(d[k]["error"]), 6)]  # noqa: E731
+    metrics = {k: {"model": pair(m, k), **({"truth_floor": pair(floor, k)} if k in floor else {})}
+               for k in GRID_CARD_METRICS if k in m}
+    per_energy = m.get("grid_per_energy", {}).get("response")
+    n = res["num_showers"]
+    evaluation = {
+        "against": f"{n} fresh reference showers (hepgen data calo --geometry {res['geometry']}, seed "
+                   f"{seeds.get('reference', '?')}), generated at their incident energies (hepgen bench calo "
+                   f"--geometry {res['geometry']} --classifier-runs {res['recipes']['hepgen']['runs']} --protocol hepgen)",
+        "truth_floor": f"a second reference sample (seed {seeds.get('floor_file', '?')}, {n} showers) vs the same "
+                       "reference, same evaluation code and settings",
+        "classifiers": f"hepgen protocol: {res['recipes']['hepgen']['runs']} run(s) of "
+                       f"{res['recipes']['hepgen']['epochs']} epochs, batch 200, lr 1e-3; low = voxels / E_inc, "
+                       "high = high-level features; [value, error]",
+        "metrics": metrics,
+    }
+    if per_energy:
+        evaluation["response_per_energy"] = {
+            "e_inc_edges_gev": [round(e / 1e3, 2) for e in per_energy["e_inc_edges"]],
+            "mu90_ratio": per_energy["mu90_ratio"], "sigma90_ratio": per_energy["sigma90_ratio"]}
+    times = {k: round(float(v), 2) for k, v in row["ms_per_shower"].items()}
+    bench = {"ms_per_shower_one_thread": times,
+             "stand_in_simulator_ms_per_shower": round(float(res["reference_ms_per_shower"]), 2),
+             "seed_001_cpu_ms_per_shower": {who.split(" (")[0]: ms for who, ms in SEED_TIMES.get(res["geometry"], [])
+                                            if who.endswith("(CPU)")}}
+    kind = {"bib-ae": "BIB-AE", "wgan-3d": "WGAN", "gan-3d": "WGAN"}.get(
+        yaml.safe_load((Path(model) / "config.yaml").read_text())["model"] if (Path(model) / "config.yaml").is_file()
+        else model.split("/")[0])
+    seed_ms = bench["seed_001_cpu_ms_per_shower"].get(kind)
+    if seed_ms and times.get("100"):
+        bench[f"speed_up_vs_seed_{kind.lower()}_cpu_at_batch_100"] = round(seed_ms / times["100"], 1)
+    bench["note"] = ("seed 001 Tables 6.1 / 7.1: one core of a Xeon E5-2640 v4, thesis-size networks, Geant4 there; "
+                     "this machine and the stand-in here")
+    return evaluation, bench
+
+
 def ship_grid_run(run: str | Path, dest: str | Path, summary: str = "",
                   hardware: str = "1 CPU thread of a loaded 2-core machine", minutes: float | None = None,
                   note: str | None = None, evaluation: dict | None = None, bench: dict | None = None,
-                  num_showers: int | None = None) -> Path:
+                  num_showers: int | None = None, reproduce: str | None = None) -> Path:
     """Copy the grid run ``run`` (``gan-3d``, ``wgan-3d``, ``bib-ae``) to ``dest``: config,
     float32 weights (the sampling network: the EMA generator or the BIB-AE with its Post
     Processor), the BIB-AE's encoded training latents for KDE sampling, and the card
@@ -173,6 +241,7 @@ def ship_grid_run(run: str | Path, dest: str | Path, summary: str = "",
         minutes: wall minutes of the training, for the card.
         num_showers: training showers, where the run's config does not record them (runs
             before ``training_showers`` was written) and the run used ``--num-showers``.
+        reproduce: the commands that remake the run (the card's ``reproduce``).
     """
     from hepgen.data.calo import shower_file_attrs
     from hepgen.models.assemblies.grids import GridSurrogate
@@ -200,6 +269,7 @@ def ship_grid_run(run: str | Path, dest: str | Path, summary: str = "",
     epochs = stage_epochs(run).get("grid", 0)
     card = {
         "summary": summary or f"{cfg['model']} on {cfg['geometry']}",
+        **({"reproduce": reproduce} if reproduce else {}),
         "model": cfg["model"],
         "geometry": cfg["geometry"],
         "status": "preliminary CPU-budget model (not the thesis size, far from converged)",
