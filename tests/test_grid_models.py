@@ -282,3 +282,47 @@ def test_gain_post_processor_is_an_identity_start_that_scales_hits_only():
     assert (out[x == 0] == 0).all() and torch.allclose(out[x > 0], 1.25 * x[x > 0])
     with pytest.raises(OptionError, match="pp_form"):
         PostProcessor(8, form="multiply")
+
+
+def test_calibrate_cli_gives_a_grid_run_the_training_response_and_refuses_bad_input(grid_files, tmp_path, capsys):
+    """``hepgen calibrate RUN``: calibration.yaml and ``sampler.calibrate: response`` in the run;
+    the run's samples then carry the training showers' E_vis / E_inc, reproducibly; the raw
+    showers stay available; another geometry and a model without visible energy are refused."""
+    from conftest import expect_one_error_line
+    from hepgen.cli.main import main
+    from hepgen.data.calo import read_showers
+    from hepgen.models.assemblies.grids import GridSurrogate
+    from hepgen.models.calibration import visible_response
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    run = tmp_path / "run"
+    train = grid_files["ild-photons"]
+    assert main(["train", "wgan-3d", "--data", str(train), "--config", str(cfg), "--max-epochs", "1",
+                 "--out", str(run), "--no-progress"]) == 0
+    # a 1-epoch WGAN leaves every cell below the half-MIP cut: nothing to calibrate
+    expect_one_error_line(capsys, ["calibrate", str(run), "--num", "64", "--no-progress"],
+                          "0 showers with visible energy")
+    expect_one_error_line(capsys, ["calibrate", str(run), "--data", str(grid_files["ild-pions"]), "--num", "64",
+                                   "--no-progress"], "ild-pions", "ild-photons")
+    assert not (run / "calibration.yaml").exists()
+    model = GridSurrogate.load(run)  # sharpen its output layer: sparse hits of ~0.35 MeV, E_vis / E_inc
+    last = [m for m in model.network.modules() if isinstance(m, (torch.nn.Conv3d, torch.nn.ConvTranspose3d))][-1]
+    with torch.no_grad():  # 40 % low and spread 0.003-0.035 (the reference: 0.023, a few % wide)
+        last.weight *= 100
+        last.bias.fill_(-0.5)
+    model.save(run)
+    assert main(["calibrate", str(run), "--num", "200", "--no-progress"]) == 0
+    assert "largest deviation after" in capsys.readouterr().out
+    assert yaml.safe_load((run / "config.yaml").read_text())["sampler"]["calibrate"] == "response"
+    ref = read_showers(train)
+    e = ref.incident_energies[:, 0]
+    r_ref = np.median(visible_response(ref.showers, e, 0.1))
+    model = GridSurrogate.load(run)
+    r_raw = np.median(visible_response(model.sample(64, seed=3, energies=e, calibrate=False).showers, e, 0.1))
+    r_fixed = np.median(visible_response(model.sample(64, seed=3, energies=e).showers, e, 0.1))
+    assert abs(r_fixed / r_ref - 1) < 0.05 < 0.3 < abs(r_raw / r_ref - 1), (r_raw, r_fixed, r_ref)
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    for f in (a, b):
+        assert main(["sample", str(run), "--num", "12", "--seed", "5", "--out", str(f)]) == 0
+    np.testing.assert_array_equal(read_showers(a).showers, read_showers(b).showers)

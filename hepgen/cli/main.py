@@ -15,7 +15,7 @@ from hepgen.cli.anomaly import app as anomaly_app
 from hepgen.cli.bench import app as bench_app
 from hepgen.cli.data import app as data_app
 from hepgen.cli.evaluate import app as evaluate_app
-from hepgen.cli.models import models, sample, student, train
+from hepgen.cli.models import calibrate, models, sample, student, train
 from hepgen.cli.study import app as study_app
 from hepgen.errors import HepgenError
 
@@ -35,6 +35,7 @@ app.command("train")(train)
 app.command("sample")(sample)
 app.command("models")(models)
 app.command("student")(student)
+app.command("calibrate")(calibrate)
 
 
 @app.callback(invoke_without_command=True)

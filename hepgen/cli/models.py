@@ -207,6 +207,23 @@ def student(
         typer.echo(f"{run} now samples with the {default}-step bespoke solver")
 
 
+def calibrate(
+    run: Path = typer.Argument(..., help="Run folder of a grid model (bib-ae, wgan-3d, gan-3d)."),
+    data: Path = typer.Option(None, "--data", help="Training showers to calibrate on [default: the run's training file]."),
+    num: int = typer.Option(5000, "--num", help="Showers generated to learn the model's own response distribution."),
+    seed: int = typer.Option(7, "--seed"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Per-shower response calibration of a grid model (RUN/calibration.yaml, then its default sampler): each
+    generated shower is scaled onto the training showers' E_vis / E_inc at the same quantile of its energy."""
+    from hepgen.training.grids import calibrate_grid_run
+
+    report = calibrate_grid_run(run, data, num, seed, progress)
+    for tag, dev in report.items():
+        typer.echo(f"response per energy bin, largest deviation {tag}: mu90 {dev['mu90']:.4f}, sigma90 {dev['sigma90']:.4f}")
+    typer.echo(f"{run} now samples with the response calibration (sampler.calibrate: response)")
+
+
 def models() -> None:
     """List the trained models shipped with hepgen."""
     from hepgen.shipped import card, shipped_models

@@ -98,19 +98,24 @@ class BinnedQuantileSampler:
     def sample(self, given, rng=None) -> np.ndarray:
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         given = np.asarray(given, np.float64)
+        return self.at(given, rng.random(len(given)))
+
+    def _apply(self, given, fn) -> np.ndarray:
+        """``fn(quantile_function, rows)`` per bin (atoms: their own), combined between the two
+        bins around each ``given`` with its interpolation weight."""
+        given = np.asarray(given, np.float64)
         out = np.empty(len(given))
-        u = rng.random(len(given))
         atom = np.full(len(given), -1)
         for k, a in enumerate(self.atoms):
             atom[given == a] = k
         for k in np.unique(atom[atom >= 0]):
             idx = np.flatnonzero(atom == k)
-            out[idx] = self.atom_samplers[k].at(u[idx])
+            out[idx] = fn(self.atom_samplers[k], idx)
         idx = np.flatnonzero(atom < 0)
         if len(idx) and not len(self.centres):  # only atoms were fitted: the nearest one
             near = np.abs(given[idx, None] - self.atoms[None, :]).argmin(1)
             for k in np.unique(near):
-                out[idx[near == k]] = self.atom_samplers[k].at(u[idx[near == k]])
+                out[idx[near == k]] = fn(self.atom_samplers[k], idx[near == k])
         elif len(idx):
             g = np.clip(given[idx], self.centres[0], self.centres[-1])
             j = np.clip(np.searchsorted(self.centres, g, side="right") - 1, 0, max(len(self.centres) - 2, 0))
@@ -119,15 +124,36 @@ class BinnedQuantileSampler:
             w = np.zeros(len(idx))
             for b in np.unique(j):
                 sel = j == b
-                lo[sel] = self.samplers[b].at(u[idx][sel])
+                lo[sel] = fn(self.samplers[b], idx[sel])
                 if b + 1 < len(self.centres):
-                    hi[sel] = self.samplers[b + 1].at(u[idx][sel])
+                    hi[sel] = fn(self.samplers[b + 1], idx[sel])
                     width = self.centres[b + 1] - self.centres[b]
                     w[sel] = (g[sel] - self.centres[b]) / width if width > 0 else 0.0
                 else:
                     hi[sel] = lo[sel]
             out[idx] = (1 - w) * lo + w * hi
         return out
+
+    def at(self, given, u) -> np.ndarray:
+        """The conditional quantile function: the value at quantile level ``u`` in [0, 1) of
+        each ``given`` (``sample`` is this at uniform random ``u``)."""
+        u = np.asarray(u, np.float64)
+        return self._apply(given, lambda q, rows: q.at(u[rows]))
+
+    def cdf(self, x, given, tol: float = 1e-9) -> np.ndarray:
+        """The conditional CDF level in [0, 1] of each value ``x`` given ``given``: the inverse
+        of :meth:`at` (``cdf(at(given, u), given) = u``), found by bisection, since the
+        quantile function morphed between two bins is monotone in u; values outside the fitted
+        range get 0 or 1."""
+        x = np.asarray(x, np.float64)
+        given = np.asarray(given, np.float64)
+        lo, hi = np.zeros(len(x)), np.ones(len(x))
+        for _ in range(int(np.ceil(np.log2(1 / tol)))):
+            mid = 0.5 * (lo + hi)
+            below = self.at(given, mid) < x
+            lo = np.where(below, mid, lo)
+            hi = np.where(below, hi, mid)
+        return 0.5 * (lo + hi)
 
     def to_dict(self) -> dict[str, Any]:
         return {"centres": self.centres.tolist(), "samplers": [s.to_dict() for s in self.samplers],

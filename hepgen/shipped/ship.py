@@ -249,7 +249,7 @@ def ship_grid_run(run: str | Path, dest: str | Path, summary: str = "",
     dest.mkdir(parents=True, exist_ok=True)
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    for name in ("weights.pt", "latents.npy"):
+    for name in ("weights.pt", "latents.npy", "calibration.yaml"):
         if (run / name).exists():
             shutil.copy(run / name, dest / name)
         elif (dest / name).exists():
@@ -301,7 +301,11 @@ def ship_grid_run(run: str | Path, dest: str | Path, summary: str = "",
         if first is not None and first.exists():  # encoder and decoder from an earlier run (training.pretrained)
             card["stages"]["bib-ae_epochs"] = yaml.safe_load(first.read_text())["training"].get("epochs")
             card["stages"]["bib-ae_from"] = str(tr["pretrained"])
-        card["sampler"] = cfg.get("sampler")
+    card["sampler"] = cfg.get("sampler")
+    if cfg.get("sampler", {}).get("calibrate") == "response":
+        card["calibration"] = dict(cfg.get("calibration", {}), what=(
+            "each shower scaled onto the training showers' E_vis / E_inc at the same quantile of its incident "
+            "energy (hepgen calibrate; not in seed 001); sample(..., calibrate=False) gives the raw showers"))
     _write_card(dest, card, note=note, evaluation=evaluation, bench=bench)
     return dest
 

@@ -46,6 +46,7 @@ from hepgen.data.calo import ShowerSample
 from hepgen.data.geometry import load_geometry
 from hepgen.device import default_device
 from hepgen.errors import OptionError
+from hepgen.models.calibration import ResponseCalibration
 
 GRID_MODELS = ("gan-3d", "wgan-3d", "bib-ae")
 
@@ -383,9 +384,11 @@ class GridSurrogate:
     #: width of the Gaussian kernel of the latent KDE (seed 001 L2027-2040)
     KDE_BANDWIDTH = 0.1
 
-    def __init__(self, cfg: dict, network: nn.Module, latents: np.ndarray | None = None):
+    def __init__(self, cfg: dict, network: nn.Module, latents: np.ndarray | None = None,
+                 calibration: ResponseCalibration | None = None):
         self.cfg, self.network = cfg, network.eval()
         self.latents = latents  # encoded training latents for KDE sampling (BIB-AE)
+        self.calibration = calibration  # per-shower response map (sampler.calibrate: response)
         self.geometry = load_geometry(cfg["geometry"])
 
     def num_parameters(self) -> int:
@@ -396,6 +399,8 @@ class GridSurrogate:
         torch.save(self.network.state_dict(), folder / self.WEIGHTS)
         if self.latents is not None:
             np.save(folder / "latents.npy", self.latents.astype(np.float32))
+        if self.calibration is not None:
+            self.calibration.save(folder)
         return folder
 
     @classmethod
@@ -406,7 +411,7 @@ class GridSurrogate:
         net = nets["bibae"] if cfg["model"] == "bib-ae" else nets["generator"]
         net.load_state_dict(torch.load(folder / cls.WEIGHTS, map_location="cpu", weights_only=True))
         latents = np.load(folder / "latents.npy") if (folder / "latents.npy").exists() else None
-        return cls(cfg, net, latents)
+        return cls(cfg, net, latents, ResponseCalibration.load(folder))
 
     def _latent(self, c: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Latents for the energy labels ``c`` (B, 1): N(0, 1), or the KDE of the encoded
@@ -438,8 +443,11 @@ class GridSurrogate:
 
     @torch.inference_mode()
     def sample(self, num: int, seed: int = 0, batch_size: int | None = None, energies=None, device=None,
-               progress: bool = False, **_) -> ShowerSample:
-        """``num`` showers, incident energies uniform in the training range unless given (MeV)."""
+               progress: bool = False, calibrate: bool | None = None, **_) -> ShowerSample:
+        """``num`` showers, incident energies uniform in the training range unless given (MeV).
+        With ``sampler.calibrate: response`` and a fitted calibration (``hepgen calibrate``)
+        each shower's response is mapped onto the training showers'
+        (:mod:`hepgen.models.calibration`); ``calibrate=False`` gives the raw showers."""
         from tqdm.auto import tqdm
 
         if num <= 0:
@@ -462,4 +470,10 @@ class GridSurrogate:
                 z = torch.randn(len(c), self.cfg["network"].get("latent", 100), generator=gen)
                 x = self.network(z.to(device), c.to(device))
             out[s:s + len(c)] = x.flatten(1).float().cpu().numpy()
+        if calibrate is None:
+            calibrate = self.cfg.get("sampler", {}).get("calibrate") == "response"
+        if calibrate:
+            if self.calibration is None:
+                raise OptionError("this grid model has no response calibration (run `hepgen calibrate RUN --data FILE`)")
+            out = self.calibration.apply(out, e)
         return ShowerSample(e.astype(np.float32)[:, None], out, self.geometry)
