@@ -601,8 +601,8 @@ def generate_showers(geometry: str, num_showers: int, seed: int = 0, *, workers:
     if num_showers <= 0:
         raise OptionError(f"--num-showers must be positive, got {num_showers}")
     geo = load_geometry(geometry)
-    attrs = {"generator": "hepgen parametrised showers (GFlash-type)", **(attrs or {}),
-             "producer_version": PRODUCER_VERSION}
+    attrs = {"generator": "hepgen parametrised showers (GFlash-type)", "seed": int(seed), **(attrs or {}),
+             "producer_version": PRODUCER_VERSION}  # the seed always: a file says how to make it again
     sizes = chunk_sizes(num_showers, chunk or default_chunk(geo))
     tasks = [(geometry, size, derive_seed(seed, i)) for i, size in enumerate(sizes)]
     desc = f"{geometry} showers"
